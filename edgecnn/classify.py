@@ -1,0 +1,104 @@
+"""``edgecnn run``: classify image files with a model and its sidecar's labels and preprocessing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.data import ProgressFn, Sample, Skipped, collect_images, load_images
+from edgecnn.errors import DatasetError, UsageError
+from edgecnn.runners import Runner, open_runner
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top classes for one image, best first, as (label, probability)."""
+
+    path: Path
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"path": str(self.path), "top": [{"label": l, "score": s} for l, s in self.top]}
+
+
+@dataclass
+class ClassifyResult:
+    """Predictions for every readable image, and the files left out."""
+
+    model: Path
+    runtime: str
+    predictions: list[Prediction]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "model": str(self.model),
+            "runtime": self.runtime,
+            "num_images": len(self.predictions),
+            "num_skipped": len(self.skipped),
+            "predictions": [p.to_dict() for p in self.predictions],
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+
+def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """The ``k`` best (label, score) pairs of each row; ties keep the lower class index first."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[(labels[i], float(row[i])) for i in idx] for row, idx in zip(scores, order)]
+
+
+def classify_runner(
+    runner: Runner,
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    k: int = 3,
+    strict: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> tuple[list[Prediction], list[Skipped]]:
+    """Classify image files and folders with an open runner."""
+    if k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {k}")
+    paths, skipped = collect_images(inputs)
+    try:
+        loaded = load_images(
+            [Sample(p, -1) for p in paths],
+            runner.info.preprocessing,
+            strict=strict,
+            skipped=skipped,
+            on_progress=on_progress,
+        )
+    except DatasetError as exc:
+        if len(paths) == 1 and not strict:
+            raise DatasetError(f"{paths[0]} is not a readable image: check the file") from exc
+        raise
+    scores = runner.predict(loaded.images)
+    best = top_k(scores, runner.info.labels, min(k, len(runner.info.labels)))
+    return [Prediction(p, t) for p, t in zip(loaded.paths, best)], loaded.skipped
+
+
+def classify(
+    model_path: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    k: int = 3,
+    strict: bool = False,
+    num_threads: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> ClassifyResult:
+    """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
+
+    Unreadable files are skipped and listed (or an error with ``strict``).
+    """
+    runner = open_runner(model_path, num_threads=num_threads)
+    try:
+        predictions, skipped = classify_runner(runner, inputs, k=k, strict=strict, on_progress=on_progress)
+    finally:
+        runner.close()
+    return ClassifyResult(Path(model_path), getattr(runner, "runtime", "keras"), predictions, skipped)

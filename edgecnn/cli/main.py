@@ -1,0 +1,215 @@
+"""The ``edgecnn`` command: each command parses options, calls one library function and renders the result.
+
+Exit codes: 0 success, 1 a validation gate failed, 2 bad input (one line on stderr says what and how to fix).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from edgecnn import __version__
+from edgecnn.cli import render
+from edgecnn.cli.progress import epoch_printer, stage_progress
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import write_bytes_atomic
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class _Group(click.Group):
+    """Turns every :class:`EdgecnnError` into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgecnnError as exc:
+            click.echo(f"edgecnn: error: {exc}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
+def _quiet_option(f: Any) -> Any:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")(f)
+
+
+def _json_flag(f: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(f)
+
+
+def _emit(result: Any, as_json: bool, text: Any) -> None:
+    click.echo(render.as_json(result) if as_json else text(result), nl=not as_json)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgecnn")
+def cli() -> None:
+    """Train an image classifier, quantize it to int8 TFLite, and prove the quantized model matches the float one.
+
+    Typical flow: edgecnn train → edgecnn convert → edgecnn validate → edgecnn run. Exit codes: 0 success,
+    1 a validation gate failed, 2 bad input.
+    """
+
+
+@cli.command()
+@click.argument("data", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="The .keras model to write.")
+@click.option("--image-size", default=32, show_default=True, help="Resize images to N x N.")
+@click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grayscale) or 3 (RGB); guessed from the images.")
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the split, initial weights and shuffling.")
+@click.option("--validation-split", default=0.1, show_default=True, help="Share of each class held out.")
+@click.option("--learning-rate", default=1e-3, show_default=True)
+@click.option("--filters", default=32, show_default=True, help="Filters in the first block (doubling per block).")
+@click.option("--limit-per-class", type=int, help="Use only the first N images (by name) of each class.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@_quiet_option
+@_json_flag
+def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Train the default CNN on an image folder DATA/<class>/<image>.
+
+    \b
+    Example:
+      edgecnn train photos/ --out model.keras --image-size 32 --epochs 20
+    """
+    from edgecnn.train import train as train_model
+
+    options["validation_fraction"] = options.pop("validation_split")
+    result = train_model(
+        data,
+        out,
+        channels=int(channels) if channels else None,
+        on_progress=stage_progress(quiet)("loading images", _count_images(data, options["limit_per_class"])),
+        on_epoch=epoch_printer(quiet),
+        **options,
+    )
+    _emit(result, as_json, render.training)
+
+
+def _count_images(data: str, limit: int | None) -> int:
+    """Total for the loading progress bar (0, meaning no bar, if the folder is bad: the library will say why)."""
+    from edgecnn.data import scan_folder
+
+    try:
+        return len(scan_folder(data, limit_per_class=limit).samples)
+    except EdgecnnError:
+        return 0
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="The .tflite to write (model.json goes beside it).")
+@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="int8", show_default=True)
+@click.option("--calibration", type=click.Path(), help="Image folder to calibrate int8 ranges on (required for int8).")
+@click.option("--calibration-size", default=200, show_default=True, help="Calibration images, class-balanced.")
+@click.option("--io", type=click.Choice(["int8", "uint8", "float32"]), help="Input/output type of int8 models [int8].")
+@click.option("--seed", default=0, show_default=True, help="Seed for choosing calibration images.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable calibration image instead of skipping it.")
+@_quiet_option
+@_json_flag
+def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Convert a trained .keras MODEL to TFLite with a static batch-1 input.
+
+    \b
+    Example:
+      edgecnn convert model.keras --out model_int8.tflite --quantize int8 --calibration photos/
+    """
+    from edgecnn.convert import convert as convert_model
+
+    total = min(options["calibration_size"], _count_images(options["calibration"], None)) if options["calibration"] else 0
+    result = convert_model(model, out, on_progress=stage_progress(quiet)("loading calibration images", total), **options)
+    _emit(result, as_json, render.conversion)
+
+
+@cli.command()
+@click.argument("data", type=click.Path())
+@click.option("--reference", "-r", required=True, type=click.Path(), help="Float model: .keras or .tflite.")
+@click.option("--candidate", "-c", required=True, type=click.Path(), help="The .tflite model that will ship.")
+@click.option("--max-drop", default=1.0, show_default=True, help="Largest allowed accuracy drop, percentage points.")
+@click.option("--min-agreement", type=float, help="Smallest allowed top-1 agreement, a fraction (e.g. 0.99).")
+@click.option("--limit-per-class", type=int, help="Use only the first N images (by name) of each class.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--threads", "num_threads", type=int, help="Interpreter threads.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@click.option("--json", "json_file", type=click.Path(), help="Write the report as JSON to FILE ('-': stdout).")
+@_quiet_option
+def validate(data: str, reference: str, candidate: str, json_file: str | None, quiet: bool, **options: Any) -> None:
+    """Compare REFERENCE and CANDIDATE on the labelled image folder DATA and gate on the result.
+
+    Exit 0 when every gate passes, 1 when one fails, 2 for bad input.
+
+    \b
+    Example:
+      edgecnn validate --reference model.keras --candidate model_int8.tflite test/ --max-drop 1.0
+    """
+    from edgecnn.validate import validate_models
+
+    report = validate_models(reference, candidate, data, on_progress=stage_progress(quiet), **options)
+    if json_file == "-":
+        click.echo(render.as_json(report), nl=False)
+    else:
+        if json_file:
+            write_bytes_atomic(_checked_output(json_file), render.as_json(report).encode())
+        click.echo(render.validation(report))
+    if not report.passed:
+        for gate in report.gates:
+            if not gate.passed:
+                click.echo(f"edgecnn: gate failed: {gate.describe()}", err=True)
+        sys.exit(EXIT_GATE_FAILED)
+
+
+def _checked_output(path: str) -> str:
+    from edgecnn.fileio import check_output_path
+
+    return str(check_output_path(path))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", "k", default=3, show_default=True, help="Classes shown per image.")
+@click.option("--threads", "num_threads", type=int, help="Interpreter threads.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@_quiet_option
+@_json_flag
+def run(model: str, inputs: tuple[str, ...], quiet: bool, as_json: bool, **options: Any) -> None:
+    """Classify images (files or folders) with MODEL, using its sidecar's labels and preprocessing.
+
+    \b
+    Example:
+      edgecnn run model_int8.tflite photo.jpg more_photos/ --top-k 3
+    """
+    from edgecnn.classify import classify
+
+    result = classify(model, list(inputs), **options)
+    _emit(result, as_json, render.predictions)
+
+
+@cli.command()
+@click.option("--out", "-o", default="edgecnn-demo", show_default=True, type=click.Path(), help="Folder for everything.")
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@_quiet_option
+@_json_flag
+def demo(out: str, epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
+    """Train, convert to int8, validate and run on the embedded handwritten digits (no network needed)."""
+    from edgecnn.cli.progress import progress_enabled
+    from edgecnn.demo import run_demo
+
+    def stage(name: str) -> None:
+        if progress_enabled(quiet):
+            click.echo(f"== {name}", err=True)
+
+    result = run_demo(out, epochs=epochs, seed=seed, on_stage=stage, on_epoch=epoch_printer(quiet),
+                      on_progress=stage_progress(quiet))
+    _emit(result, as_json, render.demo)
+    if not result.report.passed:
+        sys.exit(EXIT_GATE_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="edgecnn")

@@ -1,0 +1,130 @@
+"""Text rendering of results for people; JSON rendering is each result's ``to_dict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from edgecnn.classify import ClassifyResult
+from edgecnn.convert import ConversionResult
+from edgecnn.data import Skipped
+from edgecnn.fileio import dumps_json
+from edgecnn.train import TrainResult
+from edgecnn.validate import ValidationReport
+
+
+def as_json(result: Any) -> str:
+    """A result as canonical JSON text."""
+    return dumps_json(result.to_dict() if hasattr(result, "to_dict") else result)
+
+
+def percent(fraction: float) -> str:
+    """0.98765 → ``98.77%``."""
+    return f"{100.0 * fraction:.2f}%"
+
+
+def skipped_lines(skipped: Sequence[Skipped], *, show: int = 5) -> list[str]:
+    """A count of skipped files and the first few with their reasons."""
+    if not skipped:
+        return []
+    lines = [f"skipped {len(skipped)} file(s):"]
+    lines += [f"  {s.path}: {s.reason}" for s in skipped[:show]]
+    if len(skipped) > show:
+        lines.append(f"  ... and {len(skipped) - show} more (see --json)")
+    return lines
+
+
+def training(result: TrainResult) -> str:
+    """Summary of ``edgecnn train``."""
+    m = result.metrics
+    lines = [
+        f"wrote {result.path} ({len(result.info.labels)} classes, {result.num_train} training images, "
+        f"{result.num_validation} validation images)",
+        f"final accuracy {percent(m.get('accuracy', 0.0))}"
+        + (f", validation accuracy {percent(m['val_accuracy'])}" if "val_accuracy" in m else ""),
+    ]
+    return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def quant_line(name: str, params: Any) -> str:
+    """``input int8 (scale 0.003922, zero point -128)``."""
+    if params.quantized:
+        return f"{name} {params.dtype} (scale {params.scale:.6g}, zero point {params.zero_point})"
+    return f"{name} {params.dtype}"
+
+
+def conversion(result: ConversionResult) -> str:
+    """Summary of ``edgecnn convert``."""
+    ops = ", ".join(f"{op}×{n}" if n > 1 else op for op, n in result.ops.items())
+    lines = [
+        f"wrote {result.path} and {result.path.with_suffix('.json').name}",
+        f"quantization {result.info.quantization}: {result.size_bytes:,} bytes "
+        f"(float {result.float_size_bytes:,} bytes, {result.size_bytes / result.float_size_bytes:.2f}x)",
+        f"{quant_line('input', result.info.input)}; {quant_line('output', result.info.output)}",
+        f"ops: {ops}",
+    ]
+    calibration = result.info.extra.get("calibration")
+    if calibration:
+        lines.append(f"calibration: {calibration['num_images']} images (fingerprint {calibration['fingerprint'][:12]})")
+    return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def _matrix(title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> list[str]:
+    width = max(5, max(len(l) for l in labels) + 1, max(len(str(v)) for row in matrix for v in row) + 1)
+    head = " " * width + "".join(f"{l[:width - 1]:>{width}}" for l in labels)
+    rows = [f"{l[:width - 1]:>{width}}" + "".join(f"{v:>{width}}" for v in row) for l, row in zip(labels, matrix)]
+    return [f"{title} (rows: true class, columns: predicted)", head, *rows]
+
+
+def validation(report: ValidationReport) -> str:
+    """The full validation report: figures, per-class table, confusion matrices, gates."""
+    lines = [
+        f"images: {report.num_images} (skipped {len(report.skipped)})",
+        f"top-1 accuracy: reference {percent(report.reference_accuracy)}, candidate {percent(report.candidate_accuracy)}"
+        f", drop {report.accuracy_drop_pp:.2f} pp",
+        f"top-1 agreement: {percent(report.agreement)}",
+        "",
+        f"{'class':<16}{'images':>8}{'reference':>11}{'candidate':>11}{'drop pp':>9}",
+    ]
+    lines += [
+        f"{c.label[:15]:<16}{c.support:>8}{percent(c.reference_accuracy):>11}{percent(c.candidate_accuracy):>11}"
+        f"{c.drop_pp:>9.2f}"
+        for c in report.per_class
+    ]
+    drops = report.largest_drops()
+    lines.append(
+        "largest per-class drops: " + (", ".join(f"{c.label} {c.drop_pp:.2f} pp" for c in drops) if drops else "none")
+    )
+    lines += ["", *_matrix("reference confusion", report.labels, report.reference_confusion)]
+    lines += ["", *_matrix("candidate confusion", report.labels, report.candidate_confusion), ""]
+    lines += skipped_lines(report.skipped)
+    lines += [f"{'PASS' if g.passed else 'FAIL'} {g.describe()}" for g in report.gates]
+    lines.append("validation passed" if report.passed else "validation FAILED")
+    return "\n".join(lines)
+
+
+def predictions(result: ClassifyResult) -> str:
+    """One line per image: the top classes with their probabilities."""
+    lines = [
+        f"{p.path}: " + ", ".join(f"{label} {score:.3f}" for label, score in p.top) for p in result.predictions
+    ]
+    return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def demo(result: Any) -> str:
+    """Summary of ``edgecnn demo`` with the paths it wrote."""
+    r = result.report
+    c = result.conversion
+    lines = [
+        f"data:        {result.train_dir} (train), {result.test_dir} (held out)",
+        f"float model: {result.training.path}",
+        f"int8 model:  {c.path} ({c.size_bytes:,} bytes, float {c.float_size_bytes:,}) + {c.path.with_suffix('.json').name}",
+        f"validation on {r.num_images} held-out images: float {percent(r.reference_accuracy)}, "
+        f"int8 {percent(r.candidate_accuracy)}, drop {r.accuracy_drop_pp:.2f} pp, agreement {percent(r.agreement)}",
+        *[f"{'PASS' if g.passed else 'FAIL'} {g.describe()}" for g in r.gates],
+        "sample predictions (int8):",
+        *[f"  {p.path.parent.name}/{p.path.name} (true {p.path.parent.name}): {p.top[0][0]} {p.top[0][1]:.3f}"
+          for p in result.predictions],
+        f"done in {result.seconds:.1f} s",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,218 @@
+"""``edgecnn convert``: a ``.keras`` model to ``.tflite`` (float, float16, dynamic-range or full int8) + sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.bundle import ModelInfo, write_tflite
+from edgecnn.data import ProgressFn, balanced_subset, load_images, scan_folder
+from edgecnn.errors import UsageError
+from edgecnn.fileio import captured_native_stderr, check_output_path
+from edgecnn.interpreter import runtime_module
+from edgecnn.provenance import images_fingerprint, relative_name, tool_versions
+from edgecnn.quant import QuantParams
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion wrote and how it compares with the float model.
+
+    Attributes:
+        path: the ``.tflite`` written (its sidecar is beside it).
+        info: the sidecar's metadata.
+        size_bytes: size of the written model.
+        float_size_bytes: size of the same model converted without quantization.
+        ops: operator name → count in the written model.
+        skipped: calibration files that could not be read.
+    """
+
+    path: Path
+    info: ModelInfo
+    size_bytes: int
+    float_size_bytes: int
+    ops: dict[str, int]
+    skipped: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "model": str(self.path),
+            "sidecar": str(self.path.with_suffix(".json")),
+            "quantization": self.info.quantization,
+            "size_bytes": self.size_bytes,
+            "float_size_bytes": self.float_size_bytes,
+            "size_ratio": round(self.size_bytes / self.float_size_bytes, 4),
+            "ops": self.ops,
+            "input": self.info.input.to_dict(),
+            "output": self.info.output.to_dict(),
+            "model_sha256": self.info.model_sha256,
+            "calibration": self.info.extra.get("calibration"),
+            "num_skipped": len(self.skipped),
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+
+def _static_batch_model(keras: Any, model: Any) -> Any:
+    """The same network with a batch-1 input: no SHAPE/STRIDED_SLICE ops, as micro and Edge TPU need.
+
+    The model is called on a new fixed-batch ``Input`` (the weights are shared, not copied); the names
+    stay fixed so the converted bytes do not depend on Keras's automatic naming.
+    """
+    inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    return keras.Model(inputs, model(inputs), name=f"{model.name}_batch1")
+
+
+def _inspect(flatbuffer: bytes) -> tuple[QuantParams, QuantParams, list[int], dict[str, int]]:
+    """Read I/O quantization, input shape and operator counts of a converted model."""
+    _, module = runtime_module()
+    with captured_native_stderr():
+        interpreter = module.Interpreter(model_content=flatbuffer)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    ops = Counter(str(op["op_name"]) for op in interpreter._get_ops_details())
+    return (
+        QuantParams.from_tensor_details(inp),
+        QuantParams.from_tensor_details(out),
+        [int(v) for v in inp["shape"]],
+        dict(sorted(ops.items())),
+    )
+
+
+def convert(
+    model_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    quantize: str = "int8",
+    calibration: str | os.PathLike[str] | None = None,
+    calibration_size: int = 200,
+    io: str | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> ConversionResult:
+    """Convert a ``.keras`` model written by ``edgecnn train`` to TFLite with a static batch-1 input.
+
+    ``int8`` is full-integer post-training quantization: weights and activations in int8, integer-only
+    builtin operators, ranges calibrated on ``calibration_size`` real images drawn class-balanced (seeded)
+    from ``calibration`` through the model's own preprocessing. The same inputs give byte-identical output.
+
+    Args:
+        model_path: the ``.keras`` model.
+        out: the ``.tflite`` to write; ``model.json`` is written beside it.
+        quantize: one of :data:`QUANTIZE_MODES`.
+        calibration: image folder for int8 calibration (required for int8).
+        calibration_size: number of calibration images.
+        io: input/output type for int8 models: int8 (default), uint8 or float32.
+        seed: seed for choosing the calibration images.
+        strict: fail on an unreadable calibration image instead of skipping it.
+        on_progress: called per calibration image loaded.
+
+    Raises:
+        UsageError: bad options or output path; ModelFormatError: bad model; DatasetError: bad calibration data.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise UsageError(f"unknown --quantize {quantize!r}: choose one of {', '.join(QUANTIZE_MODES)}")
+    io_type = io or ("int8" if quantize == "int8" else "float32")
+    if io_type not in IO_TYPES:
+        raise UsageError(f"unknown --io {io_type!r}: choose one of {', '.join(IO_TYPES)}")
+    if quantize != "int8" and io_type != "float32":
+        raise UsageError(f"--io {io_type} needs --quantize int8 (other modes keep float32 input and output)")
+    if quantize == "int8" and calibration is None:
+        raise UsageError(
+            "--quantize int8 needs calibration images: add --calibration DATA (a folder of real images, "
+            "for example the training folder)"
+        )
+    if calibration_size < 1:
+        raise UsageError(f"--calibration-size must be at least 1, not {calibration_size}")
+    out_path = check_output_path(out, suffixes=(".tflite",))
+
+    from edgecnn.train.keras_model import import_keras, load_keras_model
+
+    model, keras_info = load_keras_model(model_path)
+    spec = keras_info.preprocessing
+    calibration_record: dict[str, Any] | None = None
+    skipped: list[Any] = []
+    representative = None
+    if quantize == "int8":
+        folder = scan_folder(calibration)  # type: ignore[arg-type]
+        chosen = balanced_subset(folder.samples, calibration_size, seed=seed)
+        loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=on_progress)
+        skipped = loaded.skipped
+        images = loaded.images
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for i in range(len(images)):
+                yield [images[i : i + 1]]
+
+        calibration_record = {
+            "num_images": len(loaded),
+            "requested": calibration_size,
+            "seed": seed,
+            "num_skipped": len(skipped),
+            "fingerprint": images_fingerprint(
+                [s for s in chosen if s.path in set(loaded.paths)], spec
+            ),
+        }
+
+    tf, keras = import_keras()
+    static = _static_batch_model(keras, model)
+    float_bytes = _run_converter(tf, static, "none", None, "float32")
+    flatbuffer = float_bytes if quantize == "none" else _run_converter(tf, static, quantize, representative, io_type)
+
+    input_params, output_params, input_shape, ops = _inspect(flatbuffer)
+    info = replace(
+        keras_info,
+        input_shape=input_shape,
+        input=input_params,
+        output=output_params,
+        quantization=quantize,
+        extra={
+            "source": {"model": relative_name(Path(model_path)), "training": keras_info.extra.get("training")},
+            "calibration": calibration_record,
+            "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"),
+        },
+    )
+    written = write_tflite(out_path, flatbuffer, info)
+    return ConversionResult(
+        path=out_path,
+        info=written,
+        size_bytes=len(flatbuffer),
+        float_size_bytes=len(float_bytes),
+        ops=ops,
+        skipped=skipped,
+    )
+
+
+def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> bytes:
+    """Configure TFLiteConverter for one quantization mode and convert, keeping its log off the console."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = representative
+        # Integer-only builtins: conversion fails rather than leaving a float op in the graph.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = getattr(tf, io_type)
+        converter.inference_output_type = getattr(tf, io_type)
+    # Keras's export prints its SavedModel signature on stdout and the converter logs on the C-level stderr.
+    with contextlib.redirect_stdout(io.StringIO()), captured_native_stderr(on_error=sys.stderr.write):
+        with warnings.catch_warnings():
+            # Raised for every int8-I/O conversion: the input range comes from the representative dataset.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return bytes(converter.convert())

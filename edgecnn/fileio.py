@@ -1,0 +1,115 @@
+"""Atomic file writes and hashing: nothing half-written is ever left under the final name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import UsageError
+
+
+def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check that ``path`` can be written: its folder exists and its suffix is one of ``suffixes``.
+
+    Raises:
+        UsageError: the folder does not exist, the path is a folder, or the suffix is wrong.
+    """
+    out = Path(path)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise UsageError(f"output {out} must end with {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise UsageError(f"output {out} is a folder: give a file name such as {out / ('model' + (suffixes or ('',))[0])}")
+    if not out.parent.is_dir():
+        raise UsageError(f"output folder {out.parent} does not exist: create it first (mkdir -p {out.parent})")
+    return out
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the same folder as ``path``; rename it over ``path`` on success.
+
+    The temporary file keeps the final suffix because some writers (Keras) insist on it. On any error the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    final = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=f".tmp{final.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def dumps_json(obj: Any) -> str:
+    """Canonical JSON text (sorted keys, two-space indent, trailing newline), so equal data gives equal bytes."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as canonical JSON to ``path`` atomically."""
+    write_bytes_atomic(path, dumps_json(obj).encode())
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's contents, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def captured_native_stderr(on_error: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Capture what native code (TensorFlow, LiteRT) writes to file descriptor 2.
+
+    TensorFlow's converter and LiteRT's delegate print INFO lines straight to the C-level stderr, which would
+    bury edgecnn's own output. They are held in a temporary file and dropped on success; if the block raises,
+    they are handed to ``on_error`` (if given) so a real failure can keep its detail. Python's ``sys.stderr``
+    is pointed at the real stderr meanwhile, so edgecnn's own progress lines still get through.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to capture
+        yield
+        return
+    python_stderr = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        python_stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            if text and on_error is not None:
+                on_error(text)
+            raise
+        finally:
+            sys.stderr.close()
+            sys.stderr = python_stderr
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -1,0 +1,228 @@
+"""One runtime layer over the TFLite interpreters: ai-edge-litert, else tflite-runtime, else tf.lite.
+
+Model I/O is quantized and dequantized here, with :mod:`edgecnn.quant`, so callers always hand in
+preprocessed float images and get float scores back, whatever the model's I/O types.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.bundle import ModelInfo, check_model_file, read_tflite_info
+from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
+from edgecnn.fileio import captured_native_stderr
+from edgecnn.quant import QuantParams, dequantize, quantize
+
+RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tensorflow")
+"""Interpreter packages in the order they are tried."""
+
+
+def _litert() -> Any:
+    return importlib.import_module("ai_edge_litert.interpreter")
+
+
+def _tflite_runtime() -> Any:
+    return importlib.import_module("tflite_runtime.interpreter")
+
+
+def _tensorflow() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = importlib.import_module("tensorflow")
+    return _TfLiteModule(tf.lite.Interpreter, tf.lite.experimental.OpResolverType)
+
+
+class _TfLiteModule:
+    """tf.lite keeps Interpreter and OpResolverType in different places; present them like the others."""
+
+    def __init__(self, interpreter: Any, resolver: Any) -> None:
+        self.Interpreter = interpreter
+        self.OpResolverType = resolver
+
+
+_LOADERS: dict[str, Callable[[], Any]] = {
+    "ai-edge-litert": _litert,
+    "tflite-runtime": _tflite_runtime,
+    "tensorflow": _tensorflow,
+}
+
+
+def runtime_module(runtime: str | None = None) -> tuple[str, Any]:
+    """Import an interpreter package: ``runtime`` if named (or ``$EDGECNN_RUNTIME``), else the first available.
+
+    Returns:
+        The runtime's name and its module (with ``Interpreter`` and ``OpResolverType``).
+
+    Raises:
+        MissingDependencyError: the named runtime, or every runtime, is missing.
+        UsageError: an unknown runtime name.
+    """
+    wanted = runtime or os.environ.get("EDGECNN_RUNTIME") or None
+    if wanted is not None and wanted not in _LOADERS:
+        raise UsageError(f"unknown runtime {wanted!r}: choose one of {', '.join(RUNTIMES)}")
+    for name in (wanted,) if wanted else RUNTIMES:
+        try:
+            return name, _LOADERS[name]()
+        except ImportError:
+            continue
+    if wanted:
+        raise MissingDependencyError(wanted, purpose="run .tflite models")
+    raise MissingDependencyError("ai-edge-litert", purpose="run .tflite models (or tflite-runtime, or tensorflow)")
+
+
+def load_interpreter(
+    model_path: str | os.PathLike[str],
+    *,
+    num_threads: int | None = None,
+    reference_kernels: bool = False,
+    runtime: str | None = None,
+) -> Any:
+    """Create an interpreter for a ``.tflite`` file and allocate its tensors.
+
+    Args:
+        model_path: the ``.tflite`` model.
+        num_threads: CPU threads for the kernels (runtime default when None).
+        reference_kernels: use TFLite's reference kernels (bit-identical to TensorFlow Lite Micro) instead of
+            the optimized ones and XNNPACK.
+        runtime: force one of :data:`RUNTIMES`.
+
+    Raises:
+        ModelFormatError: the file is not a TFLite model.
+    """
+    model = check_model_file(model_path, suffixes=(".tflite",))
+    _, module = runtime_module(runtime)
+    options: dict[str, Any] = {"model_path": str(model), "num_threads": num_threads}
+    if reference_kernels:
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_REF
+    try:
+        # The delegate announces itself on the C-level stderr; keep that out of the user's output.
+        with captured_native_stderr():
+            interpreter = module.Interpreter(**options)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFormatError(f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert") from None
+    return interpreter
+
+
+class TFLiteRunner:
+    """Runs a ``.tflite`` model on preprocessed float images, batched, and returns float scores.
+
+    Args:
+        model_path: the ``.tflite`` model; its sidecar supplies labels and preprocessing.
+        num_threads: CPU threads.
+        reference_kernels: use TFLite's reference kernels (what TensorFlow Lite Micro computes).
+        max_batch: largest batch handed to the interpreter at once.
+        runtime: force one interpreter package.
+
+    Raises:
+        ModelFormatError: the model is not a TFLite model, or does not match its sidecar.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        num_threads: int | None = None,
+        reference_kernels: bool = False,
+        max_batch: int = 64,
+        runtime: str | None = None,
+    ) -> None:
+        self.path = Path(model_path)
+        self.info: ModelInfo = read_tflite_info(self.path)
+        self.runtime, _ = runtime_module(runtime)
+        self._interpreter = load_interpreter(
+            self.path, num_threads=num_threads, reference_kernels=reference_kernels, runtime=runtime
+        )
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFormatError(
+                f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs: edgecnn runs image classifiers "
+                "with one image input and one score output"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        self.input_params = QuantParams.from_tensor_details(self._input)
+        self.output_params = QuantParams.from_tensor_details(self._output)
+        shape = [int(v) for v in self._input["shape"]]
+        if shape != list(self.info.input_shape) or self.input_params.dtype != self.info.input.dtype:
+            raise ModelFormatError(
+                f"input of {self.path.name} is {self.input_params.dtype} {shape} but its sidecar says "
+                f"{self.info.input.dtype} {list(self.info.input_shape)}: the sidecar belongs to another model; "
+                "re-run edgecnn convert"
+            )
+        classes = int(self._output["shape"][-1])
+        if classes != len(self.info.labels):
+            raise ModelFormatError(
+                f"{self.path.name} outputs {classes} scores but its sidecar lists {len(self.info.labels)} labels: "
+                "re-run edgecnn convert"
+            )
+        self._batch = int(shape[0])
+        self._max_batch = max(1, max_batch)
+        self._batching = True
+
+    def _set_batch(self, size: int) -> bool:
+        """Resize the input to ``size`` images; False (and batch 1 from then on) if the graph cannot."""
+        if size == self._batch:
+            return True
+        shape = [size, *self.info.input_shape[1:]]
+        try:
+            with captured_native_stderr():
+                self._interpreter.resize_tensor_input(self._input["index"], shape, strict=False)
+                self._interpreter.allocate_tensors()
+        except (RuntimeError, ValueError):
+            # Some graphs hard-code batch 1 (a RESHAPE to [1, K]): run them one image at a time.
+            self._batching = False
+            with captured_native_stderr():
+                self._interpreter.resize_tensor_input(self._input["index"], self.info.input_shape, strict=False)
+                self._interpreter.allocate_tensors()
+            self._batch = int(self.info.input_shape[0])
+            return False
+        self._batch = size
+        return True
+
+    def _invoke(self, chunk: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input["index"], quantize(chunk, self.input_params))
+        self._interpreter.invoke()
+        return dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_params)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Scores for preprocessed images.
+
+        Args:
+            images: float32 array ``(N, H, W, C)`` from :func:`edgecnn.preprocess.load_image`.
+
+        Returns:
+            float32 array ``(N, classes)`` of dequantized scores.
+
+        Raises:
+            UsageError: the images do not have the model's input shape.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        expected = tuple(self.info.input_shape[1:])
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise UsageError(f"images of shape {images.shape[1:]} do not fit {self.path.name}, which takes {expected}")
+        results = []
+        start = 0
+        while start < len(images):
+            size = min(self._max_batch if self._batching else 1, len(images) - start)
+            if not self._set_batch(size):
+                size = 1
+            results.append(self._invoke(images[start : start + size]))
+            start += size
+        if not results:
+            return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        return np.concatenate(results).reshape(len(images), -1)
+
+    def ops(self) -> list[str]:
+        """Names of the operators in the model graph, in execution order."""
+        return [str(op["op_name"]) for op in self._interpreter._get_ops_details()]
+
+    def close(self) -> None:
+        """Release the interpreter."""
+        self._interpreter = None

@@ -1,0 +1,126 @@
+"""The one definition of how an image file becomes a model input.
+
+Training, calibration, validation and every runner call :func:`load_image` with the :class:`Preprocessing`
+recorded in the model's metadata, so no stage can drift from another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's resampling filters by the names recorded in metadata.
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "area": Image.Resampling.BOX,
+}
+_MODES = {1: "L", 3: "RGB"}
+
+
+class ImageReadError(Exception):
+    """An image file could not be decoded. Callers decide whether to skip it or fail."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become model inputs: resize to ``height`` x ``width``, convert to ``channels``, scale.
+
+    The value fed to the model is ``(pixel / 255 - mean) / std`` per channel, as float32 in NHWC layout.
+
+    Attributes:
+        height: model input height in pixels.
+        width: model input width in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: Pillow resampling filter: nearest, bilinear, bicubic or area.
+        mean: per-channel mean subtracted after scaling to [0, 1] (one value or one per channel).
+        std: per-channel divisor applied after the mean.
+    """
+
+    height: int
+    width: int
+    channels: int = 3
+    resize: str = "bilinear"
+    mean: tuple[float, ...] = field(default=(0.0,))
+    std: tuple[float, ...] = field(default=(1.0,))
+
+    def __post_init__(self) -> None:
+        if self.channels not in _MODES:
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if self.resize not in _RESAMPLE:
+            raise ValueError(f"resize must be one of {', '.join(_RESAMPLE)}, not {self.resize!r}")
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image size must be positive, not {self.height}x{self.width}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) not in (1, self.channels):
+                raise ValueError(f"{name} needs 1 or {self.channels} values, not {len(values)}")
+        if any(s == 0 for s in self.std):
+            raise ValueError("std must not be zero")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The (height, width, channels) of one preprocessed image."""
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored in model metadata."""
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            height=int(data["height"]),
+            width=int(data["width"]),
+            channels=int(data["channels"]),
+            resize=str(data["resize"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+        )
+
+    def fingerprint(self) -> str:
+        """Short hash of the definition: equal fingerprints mean identical preprocessing."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_array(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """Preprocess a decoded Pillow image into a float32 array of shape ``spec.shape``.
+
+    EXIF orientation is applied first, so a photo taken sideways is seen upright. Palette, grayscale, RGBA
+    and other modes are converted with Pillow's ``convert`` (alpha is dropped, as Keras's ``load_img`` does).
+    """
+    image = ImageOps.exif_transpose(image)
+    image = image.convert(_MODES[spec.channels])
+    if image.size != (spec.width, spec.height):
+        image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resize])
+    array = np.asarray(image, dtype=np.float32).reshape(spec.shape) / np.float32(255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    return (array - mean) / std
+
+
+def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
+    """Read an image file and preprocess it (see :func:`to_array`).
+
+    Raises:
+        ImageReadError: the file is not an image Pillow can decode, or is truncated or corrupt.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later
+            return to_array(image, spec)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(reason) from exc
