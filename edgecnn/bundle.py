@@ -63,10 +63,12 @@ class ModelInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: Path) -> ModelInfo:
-        """Parse sidecar content; ``source`` names the file in error messages."""
+    def from_dict(cls, data: dict[str, Any], *, source: Path, fix: str = "re-run edgecnn convert") -> ModelInfo:
+        """Parse metadata; ``source`` names the file and ``fix`` the remedy in error messages."""
         if data.get("format") != FORMAT:
-            raise ModelFormatError(f"{source} is not edgecnn metadata (format {data.get('format')!r}, expected {FORMAT!r})")
+            raise ModelFormatError(
+                f"{source} is not edgecnn metadata (format {data.get('format')!r}, expected {FORMAT!r}): {fix}"
+            )
         known = {"format", "labels", "preprocessing", "input_shape", "input", "output", "quantization", "model_sha256"}
         try:
             return cls(
@@ -80,7 +82,7 @@ class ModelInfo:
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFormatError(f"{source} has invalid edgecnn metadata ({exc!r}): regenerate it with edgecnn") from None
+            raise ModelFormatError(f"{source} has invalid edgecnn metadata ({exc!r}): {fix}") from None
 
 
 def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
@@ -88,14 +90,18 @@ def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def _parse_json(text: str | bytes, source: Path) -> dict[str, Any]:
+_CONVERT_FIX = "re-run edgecnn convert to regenerate it"
+_TRAIN_FIX = "retrain the model with edgecnn train"
+
+
+def _parse_info(text: str | bytes, source: Path, fix: str) -> ModelInfo:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{source} is not valid JSON ({exc}): regenerate it with edgecnn convert") from None
+        raise ModelFormatError(f"{source} is not valid JSON ({exc}): {fix}") from None
     if not isinstance(data, dict):
-        raise ModelFormatError(f"{source} is not edgecnn metadata: regenerate it with edgecnn convert")
-    return data
+        raise ModelFormatError(f"{source} is not edgecnn metadata: {fix}")
+    return ModelInfo.from_dict(data, source=source, fix=fix)
 
 
 def check_model_file(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]) -> Path:
@@ -123,7 +129,7 @@ def read_tflite_info(model_path: str | os.PathLike[str]) -> ModelInfo:
             f"{model} has no sidecar {side.name} (labels and preprocessing): "
             "convert the model with edgecnn convert, which writes both"
         )
-    info = ModelInfo.from_dict(_parse_json(side.read_bytes(), side), source=side)
+    info = _parse_info(side.read_bytes(), side, _CONVERT_FIX)
     actual = sha256_file(model)
     if info.model_sha256 != actual:
         raise ModelFormatError(
@@ -160,7 +166,7 @@ def read_keras_info(model_path: str | os.PathLike[str]) -> ModelInfo:
             raise ModelFormatError(
                 f"{model} has no edgecnn metadata (labels, preprocessing): train it with edgecnn train"
             )
-        return ModelInfo.from_dict(_parse_json(archive.read(KERAS_ENTRY), model), source=model)
+        return _parse_info(archive.read(KERAS_ENTRY), model, _TRAIN_FIX)
 
 
 def embed_keras_info(archive_path: str | os.PathLike[str], info: ModelInfo) -> None:

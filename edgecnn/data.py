@@ -79,6 +79,26 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
     return sorted(p for p in entries if not p.name.startswith("."))
 
 
+def _files_under(folder: Path) -> list[Path]:
+    """Every non-hidden file below ``folder``, sorted; hidden folders (``.ipynb_checkpoints``...) are not entered.
+
+    ``os.walk`` reads directory entries without a stat per file, which matters for folders of 50,000 images.
+    """
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(current, f) for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _not_an_image(path: Path) -> Skipped:
+    return Skipped(path, f"not an image file ({path.suffix or 'no extension'})")
+
+
 def scan_folder(
     root: str | os.PathLike[str], *, limit_per_class: int | None = None, labels: Sequence[str] | None = None
 ) -> ImageFolder:
@@ -118,14 +138,14 @@ def scan_folder(
     skipped: list[Skipped] = []
     for position, class_dir in enumerate(class_dirs):
         label = list(labels).index(class_dir.name) if labels is not None else position
-        files = [p for p in _visible(class_dir.rglob("*")) if p.is_file()]
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = _files_under(class_dir)
+        images = [p for p in files if _is_image(p)]
         if not images:
             raise DatasetError(
                 f"class folder {class_dir} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
                 "add images or remove the folder"
             )
-        skipped += [Skipped(p, f"not an image file ({p.suffix or 'no extension'})") for p in files if p not in images]
+        skipped += [_not_an_image(p) for p in files if not _is_image(p)]
         samples += [Sample(p, label) for p in images[:limit_per_class]]
     return ImageFolder(root=base, classes=list(labels) if labels is not None else names, samples=samples, skipped=skipped)
 
@@ -243,11 +263,11 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path]
         if not path.exists():
             raise DatasetError(f"{path} does not exist: check the path")
         if path.is_dir():
-            for file in (p for p in _visible(path.rglob("*")) if p.is_file()):
-                if file.suffix.lower() in IMAGE_SUFFIXES:
+            for file in _files_under(path):
+                if _is_image(file):
                     images.append(file)
                 else:
-                    skipped.append(Skipped(file, f"not an image file ({file.suffix or 'no extension'})"))
+                    skipped.append(_not_an_image(file))
         else:
             images.append(path)  # named explicitly: try to read it whatever its extension
     if not images:

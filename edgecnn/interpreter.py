@@ -219,10 +219,6 @@ class TFLiteRunner:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
         return np.concatenate(results).reshape(len(images), -1)
 
-    def ops(self) -> list[str]:
-        """Names of the operators in the model graph, in execution order."""
-        return [str(op["op_name"]) for op in self._interpreter._get_ops_details()]
-
     def close(self) -> None:
         """Release the interpreter."""
         self._interpreter = None

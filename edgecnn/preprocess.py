@@ -52,6 +52,9 @@ class Preprocessing:
     std: tuple[float, ...] = field(default=(1.0,))
 
     def __post_init__(self) -> None:
+        # Store floats, so equal specs give equal fingerprints whether built from (0,) or (0.0,).
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if self.channels not in _MODES:
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if self.resize not in _RESAMPLE:

@@ -60,10 +60,14 @@ def quantize(values: np.ndarray, params: QuantParams) -> np.ndarray:
     dtype = np.dtype(params.dtype)
     if not params.quantized:
         return np.asarray(values, dtype=dtype)
-    scaled = np.asarray(values, dtype=np.float64) / params.scale
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    # float32 division, as the interpreter computes it, so the same real value lands on the same step.
+    scaled = np.asarray(values, dtype=np.float32) / np.float32(params.scale)
+    # Half away from zero without adding 0.5 first (x + 0.5 can round up to the next integer in floating point).
+    magnitude = np.abs(scaled)
+    whole = np.floor(magnitude)
+    rounded = np.copysign(whole + (magnitude - whole >= 0.5), scaled)
     info = np.iinfo(dtype)
-    return np.clip(rounded + params.zero_point, info.min, info.max).astype(dtype)
+    return np.clip(rounded.astype(np.float64) + params.zero_point, info.min, info.max).astype(dtype)
 
 
 def dequantize(values: np.ndarray, params: QuantParams) -> np.ndarray:
