@@ -179,4 +179,3 @@ def read_info(model_path: str | os.PathLike[str]) -> ModelInfo:
     """Metadata of a ``.tflite`` (from its sidecar) or ``.keras`` (embedded) model."""
     model = check_model_file(model_path, suffixes=(".tflite", ".keras"))
     return read_keras_info(model) if model.suffix.lower() == ".keras" else read_tflite_info(model)
-

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import ProgressFn, Sample, Skipped, collect_images, load_images
+from edgecnn.data import Progress, Sample, Skipped, collect_images, load_images, no_progress
 from edgecnn.errors import DatasetError, UsageError
 from edgecnn.runners import Runner, open_runner
 
@@ -60,7 +60,7 @@ def classify_runner(
     *,
     k: int = 3,
     strict: bool = False,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
 ) -> tuple[list[Prediction], list[Skipped]]:
     """Classify image files and folders with an open runner."""
     if k < 1:
@@ -72,7 +72,7 @@ def classify_runner(
             runner.info.preprocessing,
             strict=strict,
             skipped=skipped,
-            on_progress=on_progress,
+            on_progress=(on_progress or no_progress)("loading images", len(paths)),
         )
     except DatasetError as exc:
         if len(paths) == 1 and not strict:
@@ -90,7 +90,7 @@ def classify(
     k: int = 3,
     strict: bool = False,
     num_threads: int | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
 ) -> ClassifyResult:
     """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
 

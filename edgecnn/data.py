@@ -22,7 +22,15 @@ from edgecnn.preprocess import ImageReadError, Preprocessing, load_image
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 
 ProgressFn = Callable[[int], None]
-"""Called with the number of items just finished; the CLI turns it into a progress bar."""
+"""Called with the number of items just finished."""
+
+Progress = Callable[[str, int], ProgressFn]
+"""Given a stage name and its total, returns the callback that advances that stage; the CLI draws a bar."""
+
+
+def no_progress(name: str, total: int) -> ProgressFn:
+    """A :data:`Progress` that shows nothing."""
+    return lambda done: None
 
 
 @dataclass(frozen=True)
@@ -123,9 +131,7 @@ def scan_folder(
         raise DatasetError(f"--limit-per-class must be at least 1, not {limit_per_class}")
     class_dirs = [p for p in _visible(base.iterdir()) if p.is_dir()]
     if not class_dirs:
-        raise DatasetError(
-            f"data folder {base} has no class folders: put each class's images in {base}/<class name>/"
-        )
+        raise DatasetError(f"data folder {base} has no class folders: put each class's images in {base}/<class name>/")
     names = [p.name for p in class_dirs]
     if labels is not None:
         unknown = [n for n in names if n not in labels]
@@ -147,7 +153,9 @@ def scan_folder(
             )
         skipped += [_not_an_image(p) for p in files if not _is_image(p)]
         samples += [Sample(p, label) for p in images[:limit_per_class]]
-    return ImageFolder(root=base, classes=list(labels) if labels is not None else names, samples=samples, skipped=skipped)
+    return ImageFolder(
+        root=base, classes=list(labels) if labels is not None else names, samples=samples, skipped=skipped
+    )
 
 
 def load_images(
@@ -224,7 +232,7 @@ def split_samples(
     validation: list[Sample] = []
     for group in _by_class(samples).values():
         order = rng.permutation(len(group))
-        count = int(round(len(group) * validation_fraction))
+        count = round(len(group) * validation_fraction)
         if validation_fraction > 0 and count == 0 and len(group) >= 2:
             count = 1
         validation += [group[i] for i in sorted(order[:count])]

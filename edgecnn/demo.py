@@ -15,7 +15,7 @@ from typing import Any
 
 from edgecnn.classify import Prediction, classify
 from edgecnn.convert import ConversionResult, convert
-from edgecnn.data import ProgressFn, scan_folder, write_digits
+from edgecnn.data import Progress, write_digits
 from edgecnn.errors import UsageError
 from edgecnn.train import TrainResult, train
 from edgecnn.train.trainer import EpochFn
@@ -58,7 +58,7 @@ def run_demo(
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
     on_epoch: EpochFn | None = None,
-    on_progress: Callable[[str, int], ProgressFn] | None = None,
+    on_progress: Progress | None = None,
 ) -> DemoResult:
     """Run train → int8 convert → validate → run on the embedded digits under ``out``.
 
@@ -68,7 +68,7 @@ def run_demo(
         seed: seed for the split, training and calibration.
         on_stage: told the name of each stage as it starts.
         on_epoch: called after each training epoch.
-        on_progress: given a stage name and its total, returns the progress callback for that stage.
+        on_progress: progress of each stage that loads or runs images.
     """
     started = time.perf_counter()
     folder = Path(out)
@@ -76,12 +76,10 @@ def run_demo(
         raise UsageError(f"--out {folder} is a file: give a folder")
     folder.mkdir(parents=True, exist_ok=True)
     stage = on_stage or (lambda name: None)
-    progress = on_progress or (lambda name, total: None)
 
     stage("writing the embedded digits (scikit-learn) as PNG folders")
     train_dir, test_dir = write_digits(folder / "digits", seed=seed)
     stage("training the float CNN")
-    num_train = len(scan_folder(train_dir).samples)
     training = train(
         train_dir,
         folder / "model.keras",
@@ -89,7 +87,7 @@ def run_demo(
         channels=1,
         epochs=epochs,
         seed=seed,
-        on_progress=progress("loading training images", num_train),
+        on_progress=on_progress,
         on_epoch=on_epoch,
     )
     stage("converting to full-integer int8 TFLite")
@@ -99,13 +97,13 @@ def run_demo(
         quantize="int8",
         calibration=train_dir,
         seed=seed,
-        on_progress=progress("loading calibration images", 200),
+        on_progress=on_progress,
     )
     stage("validating int8 against float on the held-out digits")
     report = validate_models(training.path, conversion.path, test_dir, max_drop=0.5, on_progress=on_progress)
     stage("classifying a few held-out images")
-    samples = [sorted((test_dir / str(d)).iterdir())[0] for d in range(0, 10, 3)]
-    predictions = classify(conversion.path, samples, k=1).predictions
+    samples = [min((test_dir / str(d)).iterdir()) for d in range(0, 10, 3)]
+    predictions = classify(conversion.path, samples, k=1, on_progress=on_progress).predictions
     return DemoResult(
         out=folder,
         train_dir=train_dir,

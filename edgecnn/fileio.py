@@ -25,7 +25,9 @@ def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]
     if suffixes and out.suffix.lower() not in suffixes:
         raise UsageError(f"output {out} must end with {' or '.join(suffixes)}")
     if out.is_dir():
-        raise UsageError(f"output {out} is a folder: give a file name such as {out / ('model' + (suffixes or ('',))[0])}")
+        raise UsageError(
+            f"output {out} is a folder: give a file name such as {out / ('model' + (suffixes or ('',))[0])}"
+        )
     if not out.parent.is_dir():
         raise UsageError(f"output folder {out.parent} does not exist: create it first (mkdir -p {out.parent})")
     return out

@@ -7,14 +7,13 @@ against a TFLite one on a workstation, or two TFLite models on a device without 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.data import LoadedImages, ProgressFn, load_images, scan_folder
+from edgecnn.data import LoadedImages, Progress, ProgressFn, load_images, no_progress, scan_folder
 from edgecnn.errors import UsageError
 from edgecnn.runners import Runner, open_runner
 
@@ -34,7 +33,13 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"name": self.name, "value": self.value, "threshold": self.threshold, "passed": self.passed, "rule": self.rule}
+        return {
+            "name": self.name,
+            "value": self.value,
+            "threshold": self.threshold,
+            "passed": self.passed,
+            "rule": self.rule,
+        }
 
     def describe(self) -> str:
         """One line such as ``accuracy drop 1.20 pp > max 1.00 pp``."""
@@ -206,13 +211,23 @@ def validate(
     if max_drop is not None:
         drop = report.accuracy_drop_pp
         report.gates.append(
-            Gate("max-drop", drop, max_drop, drop <= max_drop + _EPSILON,
-                 "accuracy drop {value:.2f} pp, allowed at most {threshold:.2f} pp")
+            Gate(
+                "max-drop",
+                drop,
+                max_drop,
+                drop <= max_drop + _EPSILON,
+                "accuracy drop {value:.2f} pp, allowed at most {threshold:.2f} pp",
+            )
         )
     if min_agreement is not None:
         report.gates.append(
-            Gate("min-agreement", report.agreement, min_agreement, report.agreement + _EPSILON >= min_agreement,
-                 "top-1 agreement {value:.4f}, required at least {threshold:.4f}")
+            Gate(
+                "min-agreement",
+                report.agreement,
+                min_agreement,
+                report.agreement + _EPSILON >= min_agreement,
+                "top-1 agreement {value:.4f}, required at least {threshold:.4f}",
+            )
         )
     return report
 
@@ -228,7 +243,7 @@ def validate_models(
     strict: bool = False,
     batch_size: int = 64,
     num_threads: int | None = None,
-    on_progress: Callable[[str, int], ProgressFn] | None = None,
+    on_progress: Progress | None = None,
 ) -> ValidationReport:
     """Load both models and an image folder, then :func:`validate`.
 
@@ -236,7 +251,7 @@ def validate_models(
         reference_path: ``.keras`` or float ``.tflite`` model.
         candidate_path: ``.tflite`` model.
         data: labelled image folder whose class folders are (a subset of) the candidate's labels.
-        on_progress: given a stage name and its total, returns the progress callback for that stage.
+        on_progress: progress of loading the images and of running the models.
 
     Other arguments are those of :func:`validate` and :func:`edgecnn.data.scan_folder`.
     """
@@ -247,7 +262,7 @@ def validate_models(
         reference = open_runner(reference_path, num_threads=num_threads)
         try:
             folder = scan_folder(data, limit_per_class=limit_per_class, labels=candidate.info.labels)
-            stage = (lambda name, total: on_progress(name, total)) if on_progress else (lambda name, total: None)
+            stage = on_progress or no_progress
             loaded = load_images(
                 folder.samples,
                 candidate.info.preprocessing,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def cifar_models(tmp_path_factory: pytest.TempPathFactory, cifar_train: Path) ->
     return models
 
 
-def run_cli(*args: str | Path) -> "click.testing.Result":  # noqa: F821
+def run_cli(*args: str | Path) -> Any:
     """Invoke the edgecnn CLI in-process and return click's result (stdout and stderr kept apart)."""
     from click.testing import CliRunner
 

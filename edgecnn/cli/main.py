@@ -82,27 +82,19 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
         data,
         out,
         channels=int(channels) if channels else None,
-        on_progress=stage_progress(quiet)("loading images", _count_images(data, options["limit_per_class"])),
+        on_progress=stage_progress(quiet),
         on_epoch=epoch_printer(quiet),
         **options,
     )
     _emit(result, as_json, render.training)
 
 
-def _count_images(data: str, limit: int | None) -> int:
-    """Total for the loading progress bar (0, meaning no bar, if the folder is bad: the library will say why)."""
-    from edgecnn.data import scan_folder
-
-    try:
-        return len(scan_folder(data, limit_per_class=limit).samples)
-    except EdgecnnError:
-        return 0
-
-
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(), help="The .tflite to write (model.json goes beside it).")
-@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="int8", show_default=True)
+@click.option(
+    "--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="int8", show_default=True
+)
 @click.option("--calibration", type=click.Path(), help="Image folder to calibrate int8 ranges on (required for int8).")
 @click.option("--calibration-size", default=200, show_default=True, help="Calibration images, class-balanced.")
 @click.option("--io", type=click.Choice(["int8", "uint8", "float32"]), help="Input/output type of int8 models [int8].")
@@ -119,8 +111,7 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
     """
     from edgecnn.convert import convert as convert_model
 
-    total = min(options["calibration_size"], _count_images(options["calibration"], None)) if options["calibration"] else 0
-    result = convert_model(model, out, on_progress=stage_progress(quiet)("loading calibration images", total), **options)
+    result = convert_model(model, out, on_progress=stage_progress(quiet), **options)
     _emit(result, as_json, render.conversion)
 
 
@@ -189,7 +180,9 @@ def run(model: str, inputs: tuple[str, ...], quiet: bool, as_json: bool, **optio
 
 
 @cli.command()
-@click.option("--out", "-o", default="edgecnn-demo", show_default=True, type=click.Path(), help="Folder for everything.")
+@click.option(
+    "--out", "-o", default="edgecnn-demo", show_default=True, type=click.Path(), help="Folder for everything."
+)
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @_quiet_option
@@ -203,8 +196,9 @@ def demo(out: str, epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
         if progress_enabled(quiet):
             click.echo(f"== {name}", err=True)
 
-    result = run_demo(out, epochs=epochs, seed=seed, on_stage=stage, on_epoch=epoch_printer(quiet),
-                      on_progress=stage_progress(quiet))
+    result = run_demo(
+        out, epochs=epochs, seed=seed, on_stage=stage, on_epoch=epoch_printer(quiet), on_progress=stage_progress(quiet)
+    )
     _emit(result, as_json, render.demo)
     if not result.report.passed:
         sys.exit(EXIT_GATE_FAILED)

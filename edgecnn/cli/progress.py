@@ -7,9 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from edgecnn.data import ProgressFn
-
-StageProgress = Callable[[str, int], ProgressFn]
+from edgecnn.data import Progress, ProgressFn, no_progress
 
 
 def progress_enabled(quiet: bool) -> bool:
@@ -17,13 +15,13 @@ def progress_enabled(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def stage_progress(quiet: bool) -> StageProgress:
+def stage_progress(quiet: bool) -> Progress:
     """A factory of progress bars: given a stage name and a total, returns the callback that advances it."""
 
     def start(name: str, total: int) -> ProgressFn:
         done = 0
         if not progress_enabled(quiet) or total <= 0:
-            return lambda n: None
+            return no_progress(name, total)
 
         def advance(n: int) -> None:
             nonlocal done

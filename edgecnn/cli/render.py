@@ -71,8 +71,8 @@ def conversion(result: ConversionResult) -> str:
 
 def _matrix(title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> list[str]:
     width = max(5, max(len(l) for l in labels) + 1, max(len(str(v)) for row in matrix for v in row) + 1)
-    head = " " * width + "".join(f"{l[:width - 1]:>{width}}" for l in labels)
-    rows = [f"{l[:width - 1]:>{width}}" + "".join(f"{v:>{width}}" for v in row) for l, row in zip(labels, matrix)]
+    head = " " * width + "".join(f"{l[: width - 1]:>{width}}" for l in labels)
+    rows = [f"{l[: width - 1]:>{width}}" + "".join(f"{v:>{width}}" for v in row) for l, row in zip(labels, matrix)]
     return [f"{title} (rows: true class, columns: predicted)", head, *rows]
 
 
@@ -80,8 +80,8 @@ def validation(report: ValidationReport) -> str:
     """The full validation report: figures, per-class table, confusion matrices, gates."""
     lines = [
         f"images: {report.num_images} (skipped {len(report.skipped)})",
-        f"top-1 accuracy: reference {percent(report.reference_accuracy)}, candidate {percent(report.candidate_accuracy)}"
-        f", drop {report.accuracy_drop_pp:.2f} pp",
+        f"top-1 accuracy: reference {percent(report.reference_accuracy)}, "
+        f"candidate {percent(report.candidate_accuracy)}, drop {report.accuracy_drop_pp:.2f} pp",
         f"top-1 agreement: {percent(report.agreement)}",
         "",
         f"{'class':<16}{'images':>8}{'reference':>11}{'candidate':>11}{'drop pp':>9}",
@@ -105,9 +105,7 @@ def validation(report: ValidationReport) -> str:
 
 def predictions(result: ClassifyResult) -> str:
     """One line per image: the top classes with their probabilities."""
-    lines = [
-        f"{p.path}: " + ", ".join(f"{label} {score:.3f}" for label, score in p.top) for p in result.predictions
-    ]
+    lines = [f"{p.path}: " + ", ".join(f"{label} {score:.3f}" for label, score in p.top) for p in result.predictions]
     return "\n".join(lines + skipped_lines(result.skipped))
 
 
@@ -118,13 +116,16 @@ def demo(result: Any) -> str:
     lines = [
         f"data:        {result.train_dir} (train), {result.test_dir} (held out)",
         f"float model: {result.training.path}",
-        f"int8 model:  {c.path} ({c.size_bytes:,} bytes, float {c.float_size_bytes:,}) + {c.path.with_suffix('.json').name}",
+        f"int8 model:  {c.path} ({c.size_bytes:,} bytes, float {c.float_size_bytes:,}) "
+        f"+ {c.path.with_suffix('.json').name}",
         f"validation on {r.num_images} held-out images: float {percent(r.reference_accuracy)}, "
         f"int8 {percent(r.candidate_accuracy)}, drop {r.accuracy_drop_pp:.2f} pp, agreement {percent(r.agreement)}",
         *[f"{'PASS' if g.passed else 'FAIL'} {g.describe()}" for g in r.gates],
         "sample predictions (int8):",
-        *[f"  {p.path.parent.name}/{p.path.name} (true {p.path.parent.name}): {p.top[0][0]} {p.top[0][1]:.3f}"
-          for p in result.predictions],
+        *[
+            f"  {p.path.parent.name}/{p.path.name} (true {p.path.parent.name}): {p.top[0][0]} {p.top[0][1]:.3f}"
+            for p in result.predictions
+        ],
         f"done in {result.seconds:.1f} s",
     ]
     return "\n".join(lines)

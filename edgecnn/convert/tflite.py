@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.bundle import ModelInfo, write_tflite
-from edgecnn.data import ProgressFn, balanced_subset, load_images, scan_folder
+from edgecnn.data import Progress, balanced_subset, load_images, no_progress, scan_folder
 from edgecnn.errors import UsageError
 from edgecnn.fileio import captured_native_stderr, check_output_path
 from edgecnn.interpreter import runtime_module
@@ -102,7 +102,7 @@ def convert(
     io: str | None = None,
     seed: int = 0,
     strict: bool = False,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a ``.keras`` model written by ``edgecnn train`` to TFLite with a static batch-1 input.
 
@@ -119,7 +119,7 @@ def convert(
         io: input/output type for int8 models: int8 (default), uint8 or float32.
         seed: seed for choosing the calibration images.
         strict: fail on an unreadable calibration image instead of skipping it.
-        on_progress: called per calibration image loaded.
+        on_progress: progress of loading the calibration images.
 
     Raises:
         UsageError: bad options or output path; ModelFormatError: bad model; DatasetError: bad calibration data.
@@ -150,7 +150,8 @@ def convert(
     if quantize == "int8":
         folder = scan_folder(calibration)  # type: ignore[arg-type]
         chosen = balanced_subset(folder.samples, calibration_size, seed=seed)
-        loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=on_progress)
+        advance = (on_progress or no_progress)("loading calibration images", len(chosen))
+        loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
         skipped = loaded.skipped
         images = loaded.images
 
@@ -163,9 +164,7 @@ def convert(
             "requested": calibration_size,
             "seed": seed,
             "num_skipped": len(skipped),
-            "fingerprint": images_fingerprint(
-                [s for s in chosen if s.path in set(loaded.paths)], spec
-            ),
+            "fingerprint": images_fingerprint([s for s in chosen if s.path in set(loaded.paths)], spec),
         }
 
     tf, keras = import_keras()
@@ -211,8 +210,11 @@ def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_t
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
     # Keras's export prints its SavedModel signature on stdout and the converter logs on the C-level stderr.
-    with contextlib.redirect_stdout(io.StringIO()), captured_native_stderr(on_error=sys.stderr.write):
-        with warnings.catch_warnings():
-            # Raised for every int8-I/O conversion: the input range comes from the representative dataset.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            return bytes(converter.convert())
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        captured_native_stderr(on_error=sys.stderr.write),
+        warnings.catch_warnings(),
+    ):
+        # Raised for every int8-I/O conversion: the input range comes from the representative dataset.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return bytes(converter.convert())

@@ -24,7 +24,9 @@ def import_keras() -> tuple[Any, Any]:
         import keras
         import tensorflow as tf
     except ImportError:
-        raise MissingDependencyError("tensorflow", extra="train", purpose="train, convert or run .keras models") from None
+        raise MissingDependencyError(
+            "tensorflow", extra="train", purpose="train, convert or run .keras models"
+        ) from None
     return tf, keras
 
 
@@ -33,9 +35,7 @@ def count_blocks(image_size: int) -> int:
     return max(1, min(3, int(math.log2(max(image_size, 2))) - 1))
 
 
-def build_model(
-    input_shape: tuple[int, int, int], num_classes: int, *, filters: int = 32, dropout: float = 0.2
-) -> Any:
+def build_model(input_shape: tuple[int, int, int], num_classes: int, *, filters: int = 32, dropout: float = 0.2) -> Any:
     """The classic image classifier: (conv → ReLU → conv → ReLU → max pool) × blocks, then a dense softmax.
 
     A global-average-pooling head (rather than Flatten) keeps the parameter count small and lets a
@@ -75,7 +75,7 @@ def load_keras_model(model_path: str | os.PathLike[str]) -> tuple[Any, ModelInfo
     _, keras = import_keras()
     try:
         model = keras.models.load_model(model_file, safe_mode=True, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad archive; all mean the same to the user
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive; all mean the same here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(f"{model_file} is not a loadable Keras model ({reason})") from None
     shape = tuple(model.input_shape[1:])

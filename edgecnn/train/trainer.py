@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from edgecnn.bundle import ModelInfo, embed_keras_info
-from edgecnn.data import LoadedImages, ProgressFn, Sample, load_images, scan_folder, split_samples
+from edgecnn.data import LoadedImages, Progress, Sample, load_images, no_progress, scan_folder, split_samples
 from edgecnn.errors import DatasetError
 from edgecnn.fileio import atomic_path, captured_native_stderr, check_output_path
 from edgecnn.preprocess import Preprocessing
@@ -85,7 +85,7 @@ def train(
     filters: int = 32,
     limit_per_class: int | None = None,
     strict: bool = False,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
     on_epoch: EpochFn | None = None,
 ) -> TrainResult:
     """Train the default CNN on an image folder and save it as ``.keras`` with edgecnn metadata.
@@ -106,7 +106,7 @@ def train(
         filters: filters in the first block (doubling per block).
         limit_per_class: use only the first N images of each class.
         strict: fail on an unreadable image instead of skipping it.
-        on_progress: called per image loaded.
+        on_progress: progress of loading the images.
         on_epoch: called after each epoch.
 
     Raises:
@@ -118,13 +118,12 @@ def train(
     folder = scan_folder(data, limit_per_class=limit_per_class)
     if len(folder.classes) < 2:
         raise DatasetError(f"{folder.root} has one class folder ({folder.classes[0]}): a classifier needs two or more")
-    spec = Preprocessing(
-        height=image_size, width=image_size, channels=channels or guess_channels(folder.samples)
-    )
+    spec = Preprocessing(height=image_size, width=image_size, channels=channels or guess_channels(folder.samples))
     train_samples, val_samples = split_samples(folder.samples, validation_fraction=validation_fraction, seed=seed)
-    train_set = load_images(train_samples, spec, strict=strict, skipped=folder.skipped, on_progress=on_progress)
+    advance = (on_progress or no_progress)("loading images", len(folder.samples))
+    train_set = load_images(train_samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
     val_set: LoadedImages | None = (
-        load_images(val_samples, spec, strict=strict, on_progress=on_progress) if val_samples else None
+        load_images(val_samples, spec, strict=strict, on_progress=advance) if val_samples else None
     )
 
     from edgecnn.train.keras_model import build_model, import_keras
@@ -194,5 +193,3 @@ def train(
         num_validation=len(val_set) if val_set is not None else 0,
         skipped=skipped,
     )
-
-

@@ -53,15 +53,24 @@ def test_int8_is_smaller_than_float(cifar_models: dict[str, Path]) -> None:
     assert read_tflite_info(cifar_models["float"]).input.dtype == "float32"
 
 
-@pytest.mark.parametrize(("quantize", "io", "dtype"), [("int8", "uint8", "uint8"), ("float16", None, "float32"),
-                                                       ("dynamic", None, "float32")])
-def test_other_modes_convert_and_run(cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path,
-                                     quantize: str, io: str | None, dtype: str) -> None:
+@pytest.mark.parametrize(
+    ("quantize", "io", "dtype"),
+    [("int8", "uint8", "uint8"), ("float16", None, "float32"), ("dynamic", None, "float32")],
+)
+def test_other_modes_convert_and_run(
+    cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path, quantize: str, io: str | None, dtype: str
+) -> None:
     from edgecnn.classify import classify
     from edgecnn.convert import convert
 
-    result = convert(cifar_models["keras"], tmp_path / "m.tflite", quantize=quantize, io=io,
-                     calibration=cifar_train if quantize == "int8" else None, calibration_size=20)
+    result = convert(
+        cifar_models["keras"],
+        tmp_path / "m.tflite",
+        quantize=quantize,
+        io=io,
+        calibration=cifar_train if quantize == "int8" else None,
+        calibration_size=20,
+    )
     assert result.info.input.dtype == dtype
     assert result.size_bytes < result.float_size_bytes
     predictions = classify(result.path, [cifar_train / "cat" / "0000.jpg"], k=2).predictions
@@ -70,14 +79,29 @@ def test_other_modes_convert_and_run(cifar_models: dict[str, Path], cifar_train:
 
 def _cli_convert(keras: Path, out: Path, calibration: Path, *extra: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "edgecnn", "convert", str(keras), "--out", str(out), "--calibration", str(calibration),
-         "--calibration-size", "50", "--quiet", *extra],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "edgecnn",
+            "convert",
+            str(keras),
+            "--out",
+            str(out),
+            "--calibration",
+            str(calibration),
+            "--calibration-size",
+            "50",
+            "--quiet",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
-def test_conversion_is_byte_identical_across_processes(cifar_models: dict[str, Path], cifar_train: Path,
-                                                       tmp_path: Path) -> None:
+def test_conversion_is_byte_identical_across_processes(
+    cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path
+) -> None:
     first, second, other = tmp_path / "a.tflite", tmp_path / "b.tflite", tmp_path / "c.tflite"
     _cli_convert(cifar_models["keras"], first, cifar_train)
     _cli_convert(cifar_models["keras"], second, cifar_train)
@@ -85,7 +109,10 @@ def test_conversion_is_byte_identical_across_processes(cifar_models: dict[str, P
     assert first.with_suffix(".json").read_bytes() == second.with_suffix(".json").read_bytes()
     _cli_convert(cifar_models["keras"], other, cifar_train, "--seed", "1")  # other calibration images
     side = json.loads(other.with_suffix(".json").read_text())
-    assert side["calibration"]["fingerprint"] != json.loads(first.with_suffix(".json").read_text())["calibration"]["fingerprint"]
+    assert (
+        side["calibration"]["fingerprint"]
+        != json.loads(first.with_suffix(".json").read_text())["calibration"]["fingerprint"]
+    )
 
 
 def test_training_is_seeded(cifar_train: Path, tmp_path: Path) -> None:
