@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import copy_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR10 = Path(os.environ.get("EDGECNN_CIFAR10", ROOT.parent / "shared" / "datasets" / "cifar10"))
@@ -30,18 +29,6 @@ def cifar_test() -> Path:
     return CIFAR10 / "test"
 
 
-def copy_subset(source: Path, dest: Path, *, per_class: int, classes: list[str] | None = None) -> Path:
-    """Copy the first ``per_class`` images of each class (sorted names) into ``dest``, a writable folder."""
-    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
-        if classes is not None and class_dir.name not in classes:
-            continue
-        target = dest / class_dir.name
-        target.mkdir(parents=True, exist_ok=True)
-        for image in sorted(class_dir.iterdir())[:per_class]:
-            shutil.copyfile(image, target / image.name)
-    return dest
-
-
 @pytest.fixture
 def small_folder(tmp_path: Path, cifar_test: Path) -> Path:
     """A writable copy of 3 classes x 4 real CIFAR-10 test images, for tests that add bad files."""
@@ -60,7 +47,7 @@ def cifar_models(tmp_path_factory: pytest.TempPathFactory, cifar_train: Path) ->
 
     out = tmp_path_factory.mktemp("cifar_models")
     keras_path = out / "model.keras"
-    train(cifar_train, keras_path, image_size=32, epochs=4, filters=8, limit_per_class=60, seed=0)
+    train(cifar_train, keras_path, image_size=32, epochs=6, filters=8, limit_per_class=60, seed=0)
     models = {"keras": keras_path, "dir": out}
     for key, options in {
         "int8": {"quantize": "int8"},
@@ -70,12 +57,3 @@ def cifar_models(tmp_path_factory: pytest.TempPathFactory, cifar_train: Path) ->
         convert(keras_path, out / f"{key}.tflite", calibration=cifar_train, calibration_size=100, **options)
         models[key] = out / f"{key}.tflite"
     return models
-
-
-def run_cli(*args: str | Path) -> Any:
-    """Invoke the edgecnn CLI in-process and return click's result (stdout and stderr kept apart)."""
-    from click.testing import CliRunner
-
-    from edgecnn.cli.main import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)

@@ -76,5 +76,5 @@ def test_runtime_choice_errors() -> None:
     try:
         import tflite_runtime  # noqa: F401
     except ImportError:
-        with pytest.raises(MissingDependencyError, match="tflite-runtime is not installed.*pip install"):
+        with pytest.raises(MissingDependencyError, match=r"tflite-runtime is not installed.*pip install"):
             runtime_module("tflite-runtime")
