@@ -41,6 +41,17 @@ def _json_flag(f: Any) -> Any:
 
 def _emit(result: Any, as_json: bool, text: Any) -> None:
     click.echo(render.as_json(result) if as_json else text(result), nl=not as_json)
+    _warn_skipped(result.skipped)
+
+
+def _warn_skipped(skipped: list[Any]) -> None:
+    """Skipped files are never silent: the count goes to stderr as well as into the report."""
+    if skipped:
+        click.echo(
+            f"edgecnn: warning: skipped {len(skipped)} unreadable or non-image file(s), listed in the report "
+            "(--strict makes this an error)",
+            err=True,
+        )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -145,6 +156,7 @@ def validate(data: str, reference: str, candidate: str, json_file: str | None, q
         if json_file:
             write_bytes_atomic(_checked_output(json_file), render.as_json(report).encode())
         click.echo(render.validation(report))
+    _warn_skipped(report.skipped)
     if not report.passed:
         for gate in report.gates:
             if not gate.passed:

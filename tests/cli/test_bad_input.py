@@ -1,0 +1,151 @@
+"""Every user mistake the spine names: one clear line on stderr, exit code 2, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from edgecnn.fileio import sha256_file
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """Exit 2, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, (result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def folder_listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_path_that_does_not_exist(tmp_path: Path, cifar_models: dict[str, Path]) -> None:
+    assert_one_line_error(run_cli("train", tmp_path / "nope", "--out", tmp_path / "m.keras"), "does not exist")
+    assert_one_line_error(run_cli("run", cifar_models["int8"], tmp_path / "nope.jpg"), "does not exist")
+    assert_one_line_error(run_cli("run", tmp_path / "nope.tflite", tmp_path), "does not exist")
+    assert folder_listing(tmp_path) == []
+
+
+def test_empty_data_folder(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    assert_one_line_error(run_cli("train", tmp_path / "data", "--out", tmp_path / "m.keras"), "no class folders")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_class_folder_without_images(small_folder: Path, tmp_path: Path) -> None:
+    (small_folder / "dog").mkdir()
+    (small_folder / "dog" / "readme.txt").write_text("no images here")
+    result = run_cli("train", small_folder, "--out", tmp_path / "m.keras")
+    assert_one_line_error(result, "class folder", "dog", "has no images")
+
+
+def test_corrupt_jpeg_and_non_image_are_skipped_and_counted(small_folder: Path, tmp_path: Path) -> None:
+    good = (small_folder / "ship" / "0000.jpg").read_bytes()
+    (small_folder / "ship" / "truncated.jpg").write_bytes(good[:300])
+    (small_folder / "ship" / "data.csv").write_text("a,b\n1,2\n")
+    out = tmp_path / "m.keras"
+    result = run_cli("train", small_folder, "--out", out, "--epochs", 1, "--image-size", 8, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.output)
+    assert summary["num_skipped"] == 2 and summary["num_train"] + summary["num_validation"] == 12
+    strict = run_cli("train", small_folder, "--out", tmp_path / "strict.keras", "--strict")
+    assert_one_line_error(strict, "--strict")
+    assert not (tmp_path / "strict.keras").exists()
+
+
+def test_tflite_that_is_not_a_model(cifar_models: dict[str, Path], tmp_path: Path, cifar_test: Path) -> None:
+    image = cifar_test / "cat" / "0000.jpg"
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"this is not a flatbuffer" * 10)
+    assert_one_line_error(run_cli("run", fake, image), "fake.tflite has no sidecar fake.json", "edgecnn convert")
+    # With a sidecar that matches the bytes, the interpreter itself rejects the file.
+    side = json.loads(cifar_models["int8"].with_suffix(".json").read_text())
+    side["model_sha256"] = sha256_file(fake)
+    fake.with_suffix(".json").write_text(json.dumps(side))
+    assert_one_line_error(run_cli("run", fake, image), "is not a valid TFLite model")
+    # A sidecar written for other bytes.
+    shutil.copyfile(cifar_models["float"], tmp_path / "other.tflite")
+    shutil.copyfile(cifar_models["int8"].with_suffix(".json"), tmp_path / "other.json")
+    assert_one_line_error(run_cli("run", tmp_path / "other.tflite", image), "written for another model")
+
+
+def test_keras_that_is_not_a_model(tmp_path: Path, cifar_train: Path) -> None:
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a zip")
+    args = ["--out", tmp_path / "m.tflite", "--calibration", cifar_train]
+    assert_one_line_error(run_cli("convert", bad, *args), "is not a Keras model")
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("config.json", "{}")
+    assert_one_line_error(run_cli("convert", bad, *args), "has no edgecnn metadata", "edgecnn train")
+    assert folder_listing(tmp_path) == ["bad.keras"]
+
+
+def test_keras_archive_with_metadata_but_no_model(tmp_path: Path, cifar_models: dict[str, Path]) -> None:
+    """Keras itself rejects it (safe mode on): still one line."""
+    bad = tmp_path / "empty.keras"
+    with zipfile.ZipFile(cifar_models["keras"]) as source, zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("edgecnn.json", source.read("edgecnn.json"))
+    result = run_cli("convert", bad, "--out", tmp_path / "m.tflite", "--quantize", "none")
+    assert_one_line_error(result, "is not a loadable Keras model")
+
+
+def test_model_whose_input_does_not_match_its_sidecar(cifar_models: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    shutil.copyfile(cifar_models["int8"], model)
+    side = json.loads(cifar_models["int8"].with_suffix(".json").read_text())
+    side["input_shape"] = [1, 28, 28, 3]
+    side["preprocessing"]["height"] = side["preprocessing"]["width"] = 28
+    model.with_suffix(".json").write_text(json.dumps(side))
+    result = run_cli("run", model, cifar_models["dir"])
+    assert_one_line_error(result, "input of m.tflite is int8 [1, 32, 32, 3] but its sidecar says int8 [1, 28, 28, 3]")
+
+
+def test_int8_without_calibration(cifar_models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_cli("convert", cifar_models["keras"], "--out", tmp_path / "m.tflite", "--quantize", "int8")
+    assert_one_line_error(result, "--quantize int8 needs calibration images", "--calibration DATA")
+    assert folder_listing(tmp_path) == []
+
+
+def test_output_in_a_folder_that_does_not_exist(cifar_models: dict[str, Path], tmp_path: Path, small_folder) -> None:
+    missing = tmp_path / "missing"
+    assert_one_line_error(
+        run_cli("convert", cifar_models["keras"], "--out", missing / "m.tflite", "--quantize", "none"),
+        "output folder",
+        "does not exist",
+    )
+    assert_one_line_error(run_cli("train", small_folder, "--out", missing / "m.keras"), "does not exist")
+    result = run_cli(
+        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json", missing / "r.json"
+    )
+    assert_one_line_error(result, "output folder")
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--io", "uint8", "--quantize", "none"], "--io uint8 needs --quantize int8"),
+        (["--quantize", "none", "--out-wrong"], "No such option"),
+    ],
+)
+def test_conflicting_convert_options(cifar_models: dict[str, Path], tmp_path: Path, args, fragment) -> None:
+    result = run_cli("convert", cifar_models["keras"], "--out", tmp_path / "m.tflite", *args)
+    assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_candidate_must_be_tflite_and_labels_must_match(cifar_models: dict[str, Path], small_folder: Path) -> None:
+    result = run_cli("validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["keras"])
+    assert_one_line_error(result, "must be a .tflite model")
+    (small_folder / "unicorn").mkdir()
+    shutil.copyfile(small_folder / "cat" / "0000.jpg", small_folder / "unicorn" / "0000.jpg")
+    result = run_cli("validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"])
+    assert_one_line_error(result, "unicorn", "is not one of the model's labels")

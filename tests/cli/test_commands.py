@@ -1,0 +1,100 @@
+"""The commands as a user runs them: help, run, train/convert JSON, demo, and no TensorFlow on the runtime side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from edgecnn.cli.main import cli
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_with_an_example_or_summary(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.exit_code == 0
+    assert result.output.startswith(f"Usage: cli {command}") or result.output.startswith(f"Usage: edgecnn {command}")
+    assert "--quiet" in result.output
+
+
+def test_top_level_help_and_version() -> None:
+    assert run_cli("--version").output.strip().startswith("edgecnn, version ")
+    result = run_cli("--help")
+    for command in ("train", "convert", "validate", "run", "demo"):
+        assert command in result.output
+
+
+def test_run_prints_top_k_per_image(cifar_models: dict[str, Path], small_folder: Path) -> None:
+    (small_folder / "ship" / "notes.txt").write_text("skip me")
+    result = run_cli("run", cifar_models["int8"], small_folder / "cat" / "0000.jpg", small_folder, "--top-k", 2)
+    assert result.exit_code == 0, result.stderr
+    lines = result.output.splitlines()
+    assert lines[0].startswith(str(small_folder / "cat" / "0000.jpg") + ": ")
+    assert len(lines[0].split(": ")[1].split(", ")) == 2
+    assert "skipped 1 file(s):" in result.output and "notes.txt: not an image file (.txt)" in result.output
+    data = json.loads(run_cli("run", cifar_models["int8"], small_folder, "--json", "--top-k", 3).output)
+    assert data["num_images"] == 12 and data["num_skipped"] == 1 and data["runtime"] == "ai-edge-litert"
+    for prediction in data["predictions"]:
+        scores = [t["score"] for t in prediction["top"]]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 3
+
+
+def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> None:
+    keras_path, tflite_path = tmp_path / "m.keras", tmp_path / "m.tflite"
+    trained = run_cli("train", small_folder, "--out", keras_path, "--epochs", 1, "--image-size", 16, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    summary = json.loads(trained.output)
+    assert summary["labels"] == ["airplane", "cat", "ship"] and summary["preprocessing"]["height"] == 16
+    converted = run_cli("convert", keras_path, "--out", tflite_path, "--calibration", small_folder, "--json")
+    assert converted.exit_code == 0, converted.stderr
+    report = json.loads(converted.output)
+    assert report["quantization"] == "int8" and report["size_bytes"] == tflite_path.stat().st_size
+    assert report["calibration"]["num_images"] == 12 and report["ops"]["CONV_2D"] == 6
+    text = run_cli("convert", keras_path, "--out", tflite_path, "--quantize", "float16")
+    assert "quantization float16" in text.output and "ops: " in text.output
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+
+def test_runtime_side_never_imports_tensorflow(cifar_models: dict[str, Path], small_folder: Path) -> None:
+    """import edgecnn, --help, run and validate of two .tflite models: no TensorFlow, no Keras."""
+    code = f"""
+import sys
+from edgecnn.cli.main import cli
+for args in (["--help"], ["run", {str(cifar_models["int8"])!r}, {str(small_folder)!r}, "--json"],
+             ["validate", {str(small_folder)!r}, "-r", {str(cifar_models["float"])!r},
+              "-c", {str(cifar_models["int8"])!r}, "--max-drop", "100"]):
+    try:
+        cli.main(args, prog_name="edgecnn", standalone_mode=False)
+    except SystemExit:
+        pass
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
+print("LOADED", loaded)
+"""
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    assert '"num_images": 12' in result.stdout  # the run really ran
+
+
+def test_demo_meets_its_targets(tmp_path: Path) -> None:
+    """The main job: float accuracy >= 97% on the held-out digits, int8 drop <= 0.5 points."""
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "demo", "--out", str(tmp_path / "demo"), "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    demo = json.loads(result.stdout)
+    validation = demo["validation"]
+    assert validation["reference_accuracy"] >= 0.97
+    assert validation["accuracy_drop_pp"] <= 0.5 and validation["passed"]
+    assert validation["num_images"] == 359
+    assert Path(demo["conversion"]["model"]).is_file() and Path(demo["training"]["model"]).is_file()
+    assert len(demo["predictions"]) == 4
+    assert result.stderr == ""  # not a terminal: no progress, and no TensorFlow chatter
