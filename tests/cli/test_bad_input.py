@@ -15,7 +15,7 @@ from edgecnn.fileio import sha256_file
 
 def assert_one_line_error(result, *fragments: str) -> None:
     """Exit 2, one line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 2, (result.output, result.stderr)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -55,7 +55,7 @@ def test_corrupt_jpeg_and_non_image_are_skipped_and_counted(small_folder: Path, 
     out = tmp_path / "m.keras"
     result = run_cli("train", small_folder, "--out", out, "--epochs", 1, "--image-size", 8, "--json")
     assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["num_skipped"] == 2 and summary["num_train"] + summary["num_validation"] == 12
     strict = run_cli("train", small_folder, "--out", tmp_path / "strict.keras", "--strict")
     assert_one_line_error(strict, "--strict")

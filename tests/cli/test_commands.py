@@ -17,26 +17,26 @@ from edgecnn.cli.main import cli
 def test_every_command_has_help_with_an_example_or_summary(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.exit_code == 0
-    assert result.output.startswith(f"Usage: cli {command}") or result.output.startswith(f"Usage: edgecnn {command}")
-    assert "--quiet" in result.output
+    assert result.stdout.startswith(f"Usage: cli {command}") or result.stdout.startswith(f"Usage: edgecnn {command}")
+    assert "--quiet" in result.stdout
 
 
 def test_top_level_help_and_version() -> None:
-    assert run_cli("--version").output.strip().startswith("edgecnn, version ")
+    assert run_cli("--version").stdout.strip().startswith("edgecnn, version ")
     result = run_cli("--help")
     for command in ("train", "convert", "validate", "run", "demo"):
-        assert command in result.output
+        assert command in result.stdout
 
 
 def test_run_prints_top_k_per_image(cifar_models: dict[str, Path], small_folder: Path) -> None:
     (small_folder / "ship" / "notes.txt").write_text("skip me")
     result = run_cli("run", cifar_models["int8"], small_folder / "cat" / "0000.jpg", small_folder, "--top-k", 2)
     assert result.exit_code == 0, result.stderr
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].startswith(str(small_folder / "cat" / "0000.jpg") + ": ")
     assert len(lines[0].split(": ")[1].split(", ")) == 2
-    assert "skipped 1 file(s):" in result.output and "notes.txt: not an image file (.txt)" in result.output
-    data = json.loads(run_cli("run", cifar_models["int8"], small_folder, "--json", "--top-k", 3).output)
+    assert "skipped 1 file(s):" in result.stdout and "notes.txt: not an image file (.txt)" in result.stdout
+    data = json.loads(run_cli("run", cifar_models["int8"], small_folder, "--json", "--top-k", 3).stdout)
     assert data["num_images"] == 12 and data["num_skipped"] == 1 and data["runtime"] == "ai-edge-litert"
     for prediction in data["predictions"]:
         scores = [t["score"] for t in prediction["top"]]
@@ -47,15 +47,15 @@ def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> No
     keras_path, tflite_path = tmp_path / "m.keras", tmp_path / "m.tflite"
     trained = run_cli("train", small_folder, "--out", keras_path, "--epochs", 1, "--image-size", 16, "--json")
     assert trained.exit_code == 0, trained.stderr
-    summary = json.loads(trained.output)
+    summary = json.loads(trained.stdout)
     assert summary["labels"] == ["airplane", "cat", "ship"] and summary["preprocessing"]["height"] == 16
     converted = run_cli("convert", keras_path, "--out", tflite_path, "--calibration", small_folder, "--json")
     assert converted.exit_code == 0, converted.stderr
-    report = json.loads(converted.output)
+    report = json.loads(converted.stdout)
     assert report["quantization"] == "int8" and report["size_bytes"] == tflite_path.stat().st_size
     assert report["calibration"]["num_images"] == 12 and report["ops"]["CONV_2D"] == 6
     text = run_cli("convert", keras_path, "--out", tflite_path, "--quantize", "float16")
-    assert "quantization float16" in text.output and "ops: " in text.output
+    assert "quantization float16" in text.stdout and "ops: " in text.stdout
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

@@ -45,7 +45,7 @@ def test_report_matches_an_independent_computation(
         "validate", cifar_test, "--reference", cifar_models["keras"], "--candidate", cifar_models["int8"],
         "--limit-per-class", PER_CLASS, "--max-drop", 100, "--json", report_file,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output + result.stderr
+    assert result.exit_code == 0, result.stdout + result.stderr
     report = json.loads(report_file.read_text())
     truth = _independent_predictions(cifar_models, cifar_test)
     labels, ref, cand = truth["labels"], truth["reference"], truth["candidate"]
@@ -68,7 +68,7 @@ def test_report_matches_an_independent_computation(
     assert drops == sorted(drops, reverse=True) and all(d > 0 for d in drops)
     assert report["passed"] is True
     # The text report says the same.
-    assert f"top-1 agreement: {100 * np.mean(ref == cand):.2f}%" in result.output
+    assert f"top-1 agreement: {100 * np.mean(ref == cand):.2f}%" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +88,17 @@ def test_gate_exit_codes(cifar_models: dict[str, Path], cifar_test: Path, weak_c
             "--limit-per-class", PER_CLASS, "--quiet"]  # fmt: skip
     first = run_cli(*base, "--max-drop", 100, "--json", "-")
     assert first.exit_code == 0, first.stderr
-    report = json.loads(first.output)
+    report = json.loads(first.stdout)
     drop, agreement = report["accuracy_drop_pp"], report["agreement"]
     assert drop > 5 and agreement < 0.9  # the scenario: a much worse candidate
 
     passing = run_cli(*base, "--max-drop", round(drop + 0.5, 2))
-    assert passing.exit_code == 0 and "validation passed" in passing.output
+    assert passing.exit_code == 0 and "validation passed" in passing.stdout
 
     failing = run_cli(*base, "--max-drop", round(drop / 2, 2))
     assert failing.exit_code == 1
     assert f"gate failed: max-drop: accuracy drop {drop:.2f} pp, allowed at most {drop / 2:.2f} pp" in failing.stderr
-    assert "FAIL max-drop" in failing.output
+    assert "FAIL max-drop" in failing.stdout
 
     disagreeing = run_cli(*base, "--max-drop", 100, "--min-agreement", 0.95)
     assert disagreeing.exit_code == 1
@@ -113,10 +113,10 @@ def test_float_tflite_reference_and_skipped_files(cifar_models: dict[str, Path],
     args = ["validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--max-drop", 100]
     result = run_cli(*args, "--json", "-")
     assert result.exit_code == 0, result.stderr
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["num_images"] == 12 and report["num_skipped"] == 2
     assert {Path(s["path"]).name for s in report["skipped"]} == {"notes.txt", "broken.jpg"}
     text = run_cli(*args)
-    assert "skipped 2 file(s):" in text.output
+    assert "skipped 2 file(s):" in text.stdout
     strict = run_cli(*args, "--strict")
     assert strict.exit_code == 2 and "notes.txt" in strict.stderr and "--strict" in strict.stderr
