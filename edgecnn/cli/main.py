@@ -21,13 +21,18 @@ EXIT_BAD_INPUT = 2
 
 
 class _Group(click.Group):
-    """Turns every :class:`EdgecnnError` into one line on stderr and exit code 2."""
+    """Turns every :class:`EdgecnnError`, and file-system errors, into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EdgecnnError as exc:
             click.echo(f"edgecnn: error: {exc}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except OSError as exc:
+            # A folder without write permission, a full disk: the environment, not a bug to trace back.
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"edgecnn: error: {exc.strerror or exc}{where} (check the path and its permissions)", err=True)
             ctx.exit(EXIT_BAD_INPUT)
 
 

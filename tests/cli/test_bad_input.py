@@ -149,3 +149,11 @@ def test_candidate_must_be_tflite_and_labels_must_match(cifar_models: dict[str, 
     shutil.copyfile(small_folder / "cat" / "0000.jpg", small_folder / "unicorn" / "0000.jpg")
     result = run_cli("validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"])
     assert_one_line_error(result, "unicorn", "is not one of the model's labels")
+
+
+def test_output_that_cannot_be_written(cifar_models: dict[str, Path], small_folder: Path) -> None:
+    """The file system refuses the write (here /proc, which even root cannot create files in): one line."""
+    result = run_cli(
+        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json", "/proc/r.json"
+    )
+    assert_one_line_error(result, "/proc", "check the path and its permissions")
