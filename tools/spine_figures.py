@@ -31,7 +31,8 @@ def row(name: str, report, conversion, train_s: float, convert_s: float, validat
         f"| {name} | {report.num_images} | {100 * report.reference_accuracy:.2f}% | "
         f"{100 * report.candidate_accuracy:.2f}% | {report.accuracy_drop_pp:.2f} | {100 * report.agreement:.2f}% | "
         f"{conversion.float_size_bytes:,} | {conversion.size_bytes:,} | "
-        f"{conversion.size_bytes / conversion.float_size_bytes:.3f} | {train_s:.1f} | {convert_s:.1f} | {validate_s:.1f} |"
+        f"{conversion.size_bytes / conversion.float_size_bytes:.3f} | "
+        f"{train_s:.1f} | {convert_s:.1f} | {validate_s:.1f} |"
     )
 
 

@@ -13,6 +13,7 @@ import click
 from edgecnn import __version__
 from edgecnn.cli import render
 from edgecnn.cli.progress import epoch_printer, stage_progress
+from edgecnn.convert import IO_TYPES, QUANTIZE_MODES
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import write_bytes_atomic
 
@@ -108,12 +109,10 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(), help="The .tflite to write (model.json goes beside it).")
-@click.option(
-    "--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="int8", show_default=True
-)
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True)
 @click.option("--calibration", type=click.Path(), help="Image folder to calibrate int8 ranges on (required for int8).")
 @click.option("--calibration-size", default=200, show_default=True, help="Calibration images, class-balanced.")
-@click.option("--io", type=click.Choice(["int8", "uint8", "float32"]), help="Input/output type of int8 models [int8].")
+@click.option("--io", type=click.Choice(IO_TYPES), help="Input/output type of int8 models [int8].")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing calibration images.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable calibration image instead of skipping it.")
 @_quiet_option

@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgecnn.bundle import ModelInfo, embed_keras_info
 from edgecnn.data import LoadedImages, Progress, Sample, load_images, no_progress, scan_folder, split_samples
-from edgecnn.errors import DatasetError
+from edgecnn.errors import DatasetError, UsageError
 from edgecnn.fileio import atomic_path, captured_native_stderr, check_output_path
 from edgecnn.preprocess import Preprocessing
 from edgecnn.provenance import images_fingerprint, tool_versions
@@ -113,8 +113,10 @@ def train(
         DatasetError: bad data folder; UsageError: bad output path.
     """
     out_path = check_output_path(out, suffixes=(".keras",))
-    if epochs < 1 or batch_size < 1 or image_size < 1:
-        raise DatasetError("--epochs, --batch-size and --image-size must be at least 1")
+    if min(epochs, batch_size, image_size, filters) < 1 or learning_rate <= 0:
+        raise UsageError(
+            "--epochs, --batch-size, --image-size and --filters must be at least 1, --learning-rate above 0"
+        )
     folder = scan_folder(data, limit_per_class=limit_per_class)
     if len(folder.classes) < 2:
         raise DatasetError(f"{folder.root} has one class folder ({folder.classes[0]}): a classifier needs two or more")
