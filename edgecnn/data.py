@@ -283,6 +283,31 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path]
     return images, skipped
 
 
+def scan_images(root: str | os.PathLike[str]) -> ImageFolder:
+    """Image files anywhere below ``root``, for unlabelled uses such as calibration.
+
+    Files are grouped by the top-level sub-folder they sit in (files directly in ``root`` form one group), so
+    :func:`balanced_subset` can still spread a subset over the classes of a labelled folder, while a flat
+    folder of images works too.
+
+    Raises:
+        DatasetError: ``root`` does not exist or holds no image files.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(f"image folder {base} does not exist: check the path")
+    images, skipped = collect_images([base])
+
+    def group(path: Path) -> str:
+        parts = path.relative_to(base).parts
+        return parts[0] if len(parts) > 1 else ""
+
+    groups = sorted({group(p) for p in images})
+    index = {name: i for i, name in enumerate(groups)}
+    samples = [Sample(p, index[group(p)]) for p in images]
+    return ImageFolder(root=base, classes=groups, samples=samples, skipped=skipped)
+
+
 def write_digits(root: str | os.PathLike[str], *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
     """Write scikit-learn's handwritten digits as PNG image folders: the embedded default dataset.
 
@@ -309,6 +334,11 @@ def write_digits(root: str | os.PathLike[str], *, test_fraction: float = 0.2, se
     for split, chosen in (("train", train), ("test", test)):
         for digit in range(10):
             (base / split / str(digit)).mkdir(parents=True, exist_ok=True)
+        # A folder left by a run with another seed holds images of the other split: remove them, so that no
+        # digit is ever both trained on and held out.
+        wanted = {base / split / str(s.label) / s.path.name for s in chosen}
+        for stale in set(_files_under(base / split)) - wanted:
+            stale.unlink()
         for sample in chosen:
             target = base / split / str(sample.label) / sample.path.name
             index = int(sample.path.stem)

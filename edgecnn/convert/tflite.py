@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.bundle import ModelInfo, write_tflite
-from edgecnn.data import Progress, balanced_subset, load_images, no_progress, scan_folder
+from edgecnn.data import Progress, balanced_subset, load_images, no_progress, scan_images
 from edgecnn.errors import UsageError
 from edgecnn.fileio import captured_native_stderr, check_output_path
 from edgecnn.interpreter import runtime_module
@@ -114,7 +114,8 @@ def convert(
         model_path: the ``.keras`` model.
         out: the ``.tflite`` to write; ``model.json`` is written beside it.
         quantize: one of :data:`QUANTIZE_MODES`.
-        calibration: image folder for int8 calibration (required for int8).
+        calibration: folder of real images for int8 calibration (required for int8): class sub-folders,
+            which the subset is balanced over, or just images.
         calibration_size: number of calibration images.
         io: input/output type for int8 models: int8 (default), uint8 or float32.
         seed: seed for choosing the calibration images.
@@ -148,7 +149,7 @@ def convert(
     skipped: list[Any] = []
     representative = None
     if quantize == "int8":
-        folder = scan_folder(calibration)  # type: ignore[arg-type]
+        folder = scan_images(calibration)  # type: ignore[arg-type]
         chosen = balanced_subset(folder.samples, calibration_size, seed=seed)
         advance = (on_progress or no_progress)("loading calibration images", len(chosen))
         loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=advance)

@@ -98,3 +98,10 @@ def test_demo_meets_its_targets(tmp_path: Path) -> None:
     assert Path(demo["conversion"]["model"]).is_file() and Path(demo["training"]["model"]).is_file()
     assert len(demo["predictions"]) == 4
     assert result.stderr == ""  # not a terminal: no progress, and no TensorFlow chatter
+
+
+def test_calibration_from_a_flat_folder(cifar_models: dict[str, Path], small_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.tflite"
+    result = run_cli("convert", cifar_models["keras"], "--out", out, "--calibration", small_folder / "cat", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["calibration"]["num_images"] == 4
