@@ -2,7 +2,8 @@
 
 Usage (from the project root, with the train extra installed):
 
-    python tools/spine_figures.py --cifar ../shared/datasets/cifar10 --per-class 500 --epochs 15 --out /tmp/figures
+    python tools/spine_figures.py --cifar ../shared/datasets/cifar10 --per-class 500 --epochs 15 \
+        --augment flip-shift --out /tmp/figures
 
 Prints a Markdown table for BENCHMARKS.md. Sizes and accuracies are deterministic for a seed; times are
 wall-clock on the machine that runs it and are reported next to the comparison measured in the same run.
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--cifar", type=Path, required=True, help="CIFAR-10 image folders (train/, test/)")
     parser.add_argument("--per-class", type=int, default=500, help="training images per class")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--augment", default="flip-shift", help="training augmentation for the CIFAR-10 model")
     parser.add_argument("--out", type=Path, required=True, help="folder for the models")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -57,14 +59,15 @@ def main() -> None:
     keras_path = args.out / "cifar.keras"
     _, train_s = timed(
         train, args.cifar / "train", keras_path, image_size=32, epochs=args.epochs,
-        limit_per_class=args.per_class, seed=0,
+        limit_per_class=args.per_class, seed=0, augment=args.augment,
     )  # fmt: skip
     conversion, convert_s = timed(
         convert, keras_path, args.out / "cifar_int8.tflite", calibration=args.cifar / "train", seed=0
     )
     report, validate_s = timed(validate_models, keras_path, conversion.path, args.cifar / "test", max_drop=1.0)
     lines.append(
-        row(f"CIFAR-10 32x32 ({args.per_class}/class, {args.epochs} epochs)", report, conversion, train_s,
+        row(f"CIFAR-10 32x32 ({args.per_class}/class, {args.epochs} epochs, augment {args.augment})", report,
+            conversion, train_s,
             convert_s, validate_s)
     )  # fmt: skip
     print("\n".join(lines))

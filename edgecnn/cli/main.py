@@ -16,6 +16,7 @@ from edgecnn.cli.progress import epoch_printer, stage_progress
 from edgecnn.convert import IO_TYPES, QUANTIZE_MODES
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import write_bytes_atomic
+from edgecnn.train.augment import AUGMENTATIONS
 
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -81,6 +82,13 @@ def cli() -> None:
 @click.option("--validation-split", default=0.1, show_default=True, help="Share of each class held out.")
 @click.option("--learning-rate", default=1e-3, show_default=True)
 @click.option("--filters", default=32, show_default=True, help="Filters in the first block (doubling per block).")
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENTATIONS),
+    default="none",
+    show_default=True,
+    help="Random shifts and/or left-right flips while training (flips suit photos, not digits or text).",
+)
 @click.option("--limit-per-class", type=int, help="Use only the first N images (by name) of each class.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 @_quiet_option

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from edgecnn.bundle import ModelInfo, embed_keras_info
@@ -18,6 +19,7 @@ from edgecnn.fileio import atomic_path, captured_native_stderr, check_output_pat
 from edgecnn.preprocess import Preprocessing
 from edgecnn.provenance import images_fingerprint, tool_versions
 from edgecnn.quant import QuantParams
+from edgecnn.train.augment import augment_batch, parse_augment
 
 EpochFn = Callable[[int, int, dict[str, float]], None]
 """Called after each epoch with (epoch number from 1, total epochs, metrics)."""
@@ -71,6 +73,30 @@ def guess_channels(samples: list[Sample], *, probe: int = 20) -> int:
     return 1 if modes and all(mode in _GRAY_MODES for mode in modes) else 3
 
 
+def _augmented_batches(keras: Any, data: LoadedImages, batch_size: int, *, seed: int, flip: bool, shift: int) -> Any:
+    """Shuffled, augmented training batches; each epoch's order and each batch's draws are seeded."""
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.order = np.random.default_rng([seed, 0]).permutation(len(data))
+
+        def __len__(self) -> int:
+            return -(-len(data) // batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            chosen = self.order[index * batch_size : (index + 1) * batch_size]
+            rng = np.random.default_rng([seed, self.epoch, index])
+            return augment_batch(data.images[chosen], rng, flip=flip, shift=shift), data.labels[chosen]
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = np.random.default_rng([seed, self.epoch]).permutation(len(data))
+
+    return Batches()
+
+
 def train(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -83,6 +109,7 @@ def train(
     validation_fraction: float = 0.1,
     learning_rate: float = 1e-3,
     filters: int = 32,
+    augment: str = "none",
     limit_per_class: int | None = None,
     strict: bool = False,
     on_progress: Progress | None = None,
@@ -104,6 +131,7 @@ def train(
         validation_fraction: share of each class held out to report validation accuracy (0 for none).
         learning_rate: Adam's learning rate.
         filters: filters in the first block (doubling per block).
+        augment: training-time augmentation: none, shift, flip or flip-shift (see :mod:`edgecnn.train.augment`).
         limit_per_class: use only the first N images of each class.
         strict: fail on an unreadable image instead of skipping it.
         on_progress: progress of loading the images.
@@ -113,6 +141,7 @@ def train(
         DatasetError: bad data folder; UsageError: bad output path.
     """
     out_path = check_output_path(out, suffixes=(".keras",))
+    flip, shift = parse_augment(augment, image_size)
     if min(epochs, batch_size, image_size, filters) < 1 or learning_rate <= 0:
         raise UsageError(
             "--epochs, --batch-size, --image-size and --filters must be at least 1, --learning-rate above 0"
@@ -145,14 +174,17 @@ def train(
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
+    if flip or shift:
+        inputs: dict[str, Any] = {
+            "x": _augmented_batches(keras, train_set, batch_size, seed=seed, flip=flip, shift=shift)
+        }
+    else:
+        inputs = {"x": train_set.images, "y": train_set.labels, "batch_size": batch_size, "shuffle": True}
     # tf.data logs a harmless NodeDef warning on the C-level stderr when fit starts; keep it off the console.
     with captured_native_stderr(on_error=sys.stderr.write):
         history = model.fit(
-            train_set.images,
-            train_set.labels,
-            batch_size=batch_size,
+            **inputs,
             epochs=epochs,
-            shuffle=True,
             verbose=0,
             validation_data=(val_set.images, val_set.labels) if val_set is not None else None,
             callbacks=[_Report()],
@@ -174,6 +206,7 @@ def train(
                 "validation_fraction": validation_fraction,
                 "learning_rate": learning_rate,
                 "filters": filters,
+                "augment": augment,
                 "num_train": len(train_set),
                 "num_validation": len(val_set) if val_set is not None else 0,
                 "data_fingerprint": images_fingerprint(

@@ -45,10 +45,15 @@ def test_run_prints_top_k_per_image(cifar_models: dict[str, Path], small_folder:
 
 def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> None:
     keras_path, tflite_path = tmp_path / "m.keras", tmp_path / "m.tflite"
-    trained = run_cli("train", small_folder, "--out", keras_path, "--epochs", 1, "--image-size", 16, "--json")
+    trained = run_cli(
+        "train", small_folder, "--out", keras_path, "--epochs", 1, "--image-size", 16, "--augment", "shift", "--json"
+    )
     assert trained.exit_code == 0, trained.stderr
     summary = json.loads(trained.stdout)
     assert summary["labels"] == ["airplane", "cat", "ship"] and summary["preprocessing"]["height"] == 16
+    from edgecnn.bundle import read_keras_info
+
+    assert read_keras_info(keras_path).extra["training"]["augment"] == "shift"
     converted = run_cli("convert", keras_path, "--out", tflite_path, "--calibration", small_folder, "--json")
     assert converted.exit_code == 0, converted.stderr
     report = json.loads(converted.stdout)

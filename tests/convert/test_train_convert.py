@@ -115,12 +115,14 @@ def test_conversion_is_byte_identical_across_processes(
     )
 
 
-def test_training_is_seeded(cifar_train: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("augment", ["none", "flip-shift"])
+def test_training_is_seeded(cifar_train: Path, tmp_path: Path, augment: str) -> None:
     from edgecnn.train import train
     from edgecnn.train.keras_model import load_keras_model
 
     def weights(seed: int, name: str) -> list[np.ndarray]:
-        train(cifar_train, tmp_path / name, image_size=16, epochs=1, filters=4, limit_per_class=8, seed=seed)
+        train(cifar_train, tmp_path / name, image_size=16, epochs=1, filters=4, limit_per_class=8, seed=seed,
+              augment=augment)  # fmt: skip
         return load_keras_model(tmp_path / name)[0].get_weights()
 
     a, b, c = weights(3, "a.keras"), weights(3, "b.keras"), weights(4, "c.keras")
