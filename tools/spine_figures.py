@@ -27,13 +27,17 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - started
 
 
-def row(name: str, report, conversion, train_s: float, convert_s: float, validate_s: float) -> str:
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def row(name: str, report, conversion, train_s: float | None, convert_s: float | None, validate_s: float | None) -> str:
     return (
         f"| {name} | {report.num_images} | {100 * report.reference_accuracy:.2f}% | "
         f"{100 * report.candidate_accuracy:.2f}% | {report.accuracy_drop_pp:.2f} | {100 * report.agreement:.2f}% | "
         f"{conversion.float_size_bytes:,} | {conversion.size_bytes:,} | "
         f"{conversion.size_bytes / conversion.float_size_bytes:.3f} | "
-        f"{train_s:.1f} | {convert_s:.1f} | {validate_s:.1f} |"
+        f"{seconds(train_s)} | {seconds(convert_s)} | {seconds(validate_s)} |"
     )
 
 
@@ -54,7 +58,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     # The demo times its stages together; report its total separately.
-    lines.append(row("demo (digits 8x8)", demo.report, demo.conversion, float("nan"), float("nan"), float("nan")))
+    lines.append(row("demo (digits 8x8)", demo.report, demo.conversion, None, None, None))
 
     keras_path = args.out / "cifar.keras"
     _, train_s = timed(
