@@ -69,11 +69,21 @@ def conversion(result: ConversionResult) -> str:
     return "\n".join(lines + skipped_lines(result.skipped))
 
 
+_MAX_MATRIX_CLASSES = 20
+
+
 def _matrix(title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> list[str]:
-    width = max(5, max(len(l) for l in labels) + 1, max(len(str(v)) for row in matrix for v in row) + 1)
-    head = " " * width + "".join(f"{l[: width - 1]:>{width}}" for l in labels)
-    rows = [f"{l[: width - 1]:>{width}}" + "".join(f"{v:>{width}}" for v in row) for l, row in zip(labels, matrix)]
-    return [f"{title} (rows: true class, columns: predicted)", head, *rows]
+    """A confusion matrix with numbered columns, so it stays narrow whatever the label lengths."""
+    if len(labels) > _MAX_MATRIX_CLASSES:
+        return [f"{title}: {len(labels)} classes, see --json"]
+    width = max(4, len(str(len(labels) - 1)) + 1, max(len(str(v)) for row in matrix for v in row) + 1)
+    name_width = min(16, max(len(l) for l in labels))
+    head = " " * (name_width + 4) + "".join(f"{i:>{width}}" for i in range(len(labels)))
+    rows = [
+        f"{i:>2} {label[:name_width]:<{name_width}} " + "".join(f"{v:>{width}}" for v in row)
+        for i, (label, row) in enumerate(zip(labels, matrix))
+    ]
+    return [f"{title} (rows: true class, columns: predicted class number)", head, *rows]
 
 
 def validation(report: ValidationReport) -> str:

@@ -110,3 +110,13 @@ def test_calibration_from_a_flat_folder(cifar_models: dict[str, Path], small_fol
     result = run_cli("convert", cifar_models["keras"], "--out", out, "--calibration", small_folder / "cat", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["calibration"]["num_images"] == 4
+
+
+def test_run_accepts_the_keras_model_too(cifar_models: dict[str, Path], small_folder: Path) -> None:
+    """The float .keras and its float .tflite give the same top-1 class on every image."""
+    keras_run = json.loads(run_cli("run", cifar_models["keras"], small_folder, "--json", "--top-k", 1).stdout)
+    tflite_run = json.loads(run_cli("run", cifar_models["float"], small_folder, "--json", "--top-k", 1).stdout)
+    assert keras_run["runtime"] == "keras" and keras_run["num_images"] == 12
+    assert [p["top"][0]["label"] for p in keras_run["predictions"]] == [
+        p["top"][0]["label"] for p in tflite_run["predictions"]
+    ]
