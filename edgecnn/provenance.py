@@ -6,7 +6,6 @@ import hashlib
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
 
 from edgecnn import __version__
 from edgecnn.data import Sample
@@ -34,8 +33,3 @@ def images_fingerprint(samples: Sequence[Sample], spec: Preprocessing) -> str:
     for sample in samples:
         digest.update(f"{sample.label}:{sha256_file(sample.path)}\n".encode())
     return digest.hexdigest()
-
-
-def relative_name(path: Path) -> str:
-    """A path as recorded in metadata: just the file name, so outputs do not depend on where they were built."""
-    return Path(path).name

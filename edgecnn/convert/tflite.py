@@ -20,7 +20,7 @@ from edgecnn.data import Progress, balanced_subset, load_images, no_progress, sc
 from edgecnn.errors import UsageError
 from edgecnn.fileio import captured_native_stderr, check_output_path
 from edgecnn.interpreter import runtime_module
-from edgecnn.provenance import images_fingerprint, relative_name, tool_versions
+from edgecnn.provenance import images_fingerprint, tool_versions
 from edgecnn.quant import QuantParams
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
@@ -181,7 +181,8 @@ def convert(
         output=output_params,
         quantization=quantize,
         extra={
-            "source": {"model": relative_name(Path(model_path)), "training": keras_info.extra.get("training")},
+            # The file name only: where the model was built must not change the sidecar's bytes.
+            "source": {"model": Path(model_path).name, "training": keras_info.extra.get("training")},
             "calibration": calibration_record,
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"),
         },
