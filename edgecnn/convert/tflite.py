@@ -160,12 +160,13 @@ def convert(
             for i in range(len(images)):
                 yield [images[i : i + 1]]
 
+        read = set(loaded.paths)  # once, not per sample: calibration sets can hold thousands of images
         calibration_record = {
             "num_images": len(loaded),
             "requested": calibration_size,
             "seed": seed,
             "num_skipped": len(skipped),
-            "fingerprint": images_fingerprint([s for s in chosen if s.path in set(loaded.paths)], spec),
+            "fingerprint": images_fingerprint([s for s in chosen if s.path in read], spec),
         }
 
     tf, keras = import_keras()
