@@ -12,7 +12,8 @@ import numpy as np
 
 from edgecnn.data import Progress, Sample, Skipped, collect_images, load_images, no_progress
 from edgecnn.errors import DatasetError, UsageError
-from edgecnn.runners import Runner, open_runner
+from edgecnn.runners import Runner, open_on
+from edgecnn.targets.base import Target
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ class ClassifyResult:
     runtime: str
     predictions: list[Prediction]
     skipped: list[Skipped] = field(default_factory=list)
+    target: str = "host"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "model": str(self.model),
+            "target": self.target,
             "runtime": self.runtime,
             "num_images": len(self.predictions),
             "num_skipped": len(self.skipped),
@@ -90,15 +93,20 @@ def classify(
     k: int = 3,
     strict: bool = False,
     num_threads: int | None = None,
+    target: Target | None = None,
     on_progress: Progress | None = None,
 ) -> ClassifyResult:
     """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
 
     Unreadable files are skipped and listed (or an error with ``strict``).
+
+    Args:
+        target: run the ``.tflite`` model on this target (which then owns the thread count); None runs it here.
     """
-    runner = open_runner(model_path, num_threads=num_threads)
+    runner = open_on(target, model_path, num_threads=num_threads)
     try:
         predictions, skipped = classify_runner(runner, inputs, k=k, strict=strict, on_progress=on_progress)
     finally:
         runner.close()
-    return ClassifyResult(Path(model_path), getattr(runner, "runtime", "keras"), predictions, skipped)
+    where = target.where if target is not None else "host"
+    return ClassifyResult(Path(model_path), getattr(runner, "runtime", "keras"), predictions, skipped, where)

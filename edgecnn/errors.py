@@ -28,3 +28,11 @@ class DatasetError(EdgecnnError):
 
 class UsageError(EdgecnnError):
     """Options that do not go together, or an output path that cannot be written."""
+
+
+class UnknownTargetError(UsageError):
+    """A target name that is not registered; the message lists the known ones and the closest match."""
+
+
+class TargetUnavailableError(EdgecnnError):
+    """A target that cannot be reached or used from here (no runtime, host unreachable...), with the fix."""

@@ -187,9 +187,33 @@ class TFLiteRunner:
         return True
 
     def _invoke(self, chunk: np.ndarray) -> np.ndarray:
-        self._interpreter.set_tensor(self._input["index"], quantize(chunk, self.input_params))
-        self._interpreter.invoke()
+        self.set_input(chunk)
+        self.invoke()
         return dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_params)
+
+    @property
+    def batch(self) -> int:
+        """The batch size the interpreter is currently allocated for."""
+        return self._batch
+
+    def resize(self, batch: int) -> None:
+        """Allocate the interpreter for ``batch`` images per :meth:`invoke`.
+
+        Raises:
+            UsageError: the graph hard-codes its batch size (only batch 1 works).
+        """
+        if batch < 1:
+            raise UsageError(f"the batch size must be at least 1, not {batch}")
+        if not self._set_batch(batch):
+            raise UsageError(f"{self.path.name} only runs one image at a time (its graph fixes batch 1): use --batch 1")
+
+    def set_input(self, images: np.ndarray) -> None:
+        """Quantize preprocessed float images (as many as the current :attr:`batch`) into the input tensor."""
+        self._interpreter.set_tensor(self._input["index"], quantize(images, self.input_params))
+
+    def invoke(self) -> None:
+        """Run the model once on the input tensor as it stands (what a latency benchmark times)."""
+        self._interpreter.invoke()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Scores for preprocessed images.

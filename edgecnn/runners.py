@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from edgecnn.bundle import ModelInfo, check_model_file
+
+if TYPE_CHECKING:
+    from edgecnn.targets.base import Target
 
 
 class Runner(Protocol):
@@ -49,3 +52,15 @@ def open_runner(
     from edgecnn.interpreter import TFLiteRunner
 
     return TFLiteRunner(model, num_threads=num_threads, reference_kernels=reference_kernels)
+
+
+def open_on(target: Target | None, model_path: str | os.PathLike[str], *, num_threads: int | None = None) -> Runner:
+    """Open a model on ``target`` (a ``.tflite`` bundle), or here with :func:`open_runner` when None.
+
+    Raises:
+        ModelFormatError: missing or corrupt model, or not a ``.tflite`` for a target.
+    """
+    if target is None:
+        return open_runner(model_path, num_threads=num_threads)
+    model = check_model_file(model_path, suffixes=(".tflite",))
+    return target.open(Path(model))

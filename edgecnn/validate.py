@@ -15,7 +15,8 @@ import numpy as np
 
 from edgecnn.data import LoadedImages, Progress, ProgressFn, load_images, no_progress, scan_folder
 from edgecnn.errors import UsageError
-from edgecnn.runners import Runner, open_runner
+from edgecnn.runners import Runner, open_on, open_runner
+from edgecnn.targets.base import Target
 
 # Gates compare rounded figures; this keeps 1.0 pp from failing a 1.0 pp limit through float error.
 _EPSILON = 1e-9
@@ -84,6 +85,7 @@ class ValidationReport:
         reference_confusion / candidate_confusion: ``[true][predicted]`` counts.
         gates: the checks applied, each with its verdict.
         skipped: files left out (unreadable or not images), with reasons.
+        candidate_target / candidate_runtime: where the candidate ran, and in which interpreter.
     """
 
     labels: list[str]
@@ -96,6 +98,8 @@ class ValidationReport:
     candidate_confusion: list[list[int]]
     gates: list[Gate] = field(default_factory=list)
     skipped: list[Any] = field(default_factory=list)
+    candidate_target: str = "host"
+    candidate_runtime: str = ""
 
     @property
     def accuracy_drop_pp(self) -> float:
@@ -122,6 +126,8 @@ class ValidationReport:
             "candidate_accuracy": self.candidate_accuracy,
             "accuracy_drop_pp": self.accuracy_drop_pp,
             "agreement": self.agreement,
+            "candidate_target": self.candidate_target,
+            "candidate_runtime": self.candidate_runtime,
             "gates": [g.to_dict() for g in self.gates],
             "labels": self.labels,
             "per_class": [c.to_dict() for c in self.per_class],
@@ -243,21 +249,25 @@ def validate_models(
     strict: bool = False,
     batch_size: int = 64,
     num_threads: int | None = None,
+    target: Target | None = None,
     on_progress: Progress | None = None,
 ) -> ValidationReport:
     """Load both models and an image folder, then :func:`validate`.
 
     Args:
-        reference_path: ``.keras`` or float ``.tflite`` model.
+        reference_path: ``.keras`` or float ``.tflite`` model, run here.
         candidate_path: ``.tflite`` model.
         data: labelled image folder whose class folders are (a subset of) the candidate's labels.
+        num_threads: interpreter threads here.
+        target: where the candidate runs (None: here). The images are read and preprocessed here once, and
+            the same arrays go to both models.
         on_progress: progress of loading the images and of running the models.
 
     Other arguments are those of :func:`validate` and :func:`edgecnn.data.scan_folder`.
     """
     if Path(candidate_path).suffix.lower() != ".tflite":
         raise UsageError(f"--candidate {candidate_path} must be a .tflite model (the one that ships)")
-    candidate = open_runner(candidate_path, num_threads=num_threads)
+    candidate = open_on(target, candidate_path, num_threads=num_threads)
     try:
         reference = open_runner(reference_path, num_threads=num_threads)
         try:
@@ -270,7 +280,7 @@ def validate_models(
                 skipped=folder.skipped,
                 on_progress=stage("loading images", len(folder.samples)),
             )
-            return validate(
+            report = validate(
                 reference,
                 candidate,
                 loaded,
@@ -279,6 +289,9 @@ def validate_models(
                 batch_size=batch_size,
                 on_progress=stage("running both models", 2 * len(loaded)),
             )
+            report.candidate_target = target.where if target is not None else "host"
+            report.candidate_runtime = str(getattr(candidate, "runtime", ""))
+            return report
         finally:
             reference.close()
     finally:

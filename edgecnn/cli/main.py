@@ -46,6 +46,44 @@ def _json_flag(f: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(f)
 
 
+def _target_options(f: Any) -> Any:
+    """--target and the options that say how to reach it, shared by run, validate, bench and check."""
+    options = [
+        click.option("--target", "-t", default="host", show_default=True, help="Where it runs (see edgecnn targets)."),
+        click.option("--threads", type=int, help="Interpreter threads [host: runtime default; rpi: 4]."),
+        click.option("--host", help="Reach the device over SSH: user@address or user@address:port (rpi)."),
+        click.option(
+            "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Extra OpenSSH -o option (repeat)."
+        ),
+        click.option("--remote-edgecnn", metavar="CMD", help="How to start edgecnn on the device [edgecnn]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _make_target(options: dict[str, Any]) -> Any:
+    """Pop the target options from a command's keyword arguments and build the target."""
+    from edgecnn.targets import make_target
+
+    return make_target(
+        options.pop("target"),
+        threads=options.pop("threads"),
+        host=options.pop("host"),
+        ssh_options=options.pop("ssh_options"),
+        remote_edgecnn=options.pop("remote_edgecnn"),
+    )
+
+
+def _target_or_here(options: dict[str, Any]) -> tuple[Any, int | None]:
+    """(target, threads) for commands that also run .keras models here: no target for the plain host."""
+    threads = options["threads"]
+    if options["target"] == "host" and not options["host"]:
+        _make_target(options)  # still rejects --ssh-option without --host
+        return None, threads
+    return _make_target(options), threads
+
+
 def _emit(result: Any, as_json: bool, text: Any) -> None:
     click.echo(render.as_json(result) if as_json else text(result), nl=not as_json)
     _warn_skipped(getattr(result, "skipped", []))  # the demo reads only files it wrote itself
@@ -146,14 +184,15 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
 @click.option("--min-agreement", type=float, help="Smallest allowed top-1 agreement, a fraction (e.g. 0.99).")
 @click.option("--limit-per-class", type=int, help="Use only the first N images (by name) of each class.")
 @click.option("--batch-size", default=64, show_default=True)
-@click.option("--threads", "num_threads", type=int, help="Interpreter threads.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 @click.option("--json", "json_file", type=click.Path(), help="Write the report as JSON to FILE ('-': stdout).")
+@_target_options
 @_quiet_option
 def validate(data: str, reference: str, candidate: str, json_file: str | None, quiet: bool, **options: Any) -> None:
     """Compare REFERENCE and CANDIDATE on the labelled image folder DATA and gate on the result.
 
-    Exit 0 when every gate passes, 1 when one fails, 2 for bad input.
+    Exit 0 when every gate passes, 1 when one fails, 2 for bad input. With --target the candidate runs there
+    (on a Raspberry Pi over SSH with --target rpi --host pi@raspberrypi); the reference runs here.
 
     \b
     Example:
@@ -161,7 +200,10 @@ def validate(data: str, reference: str, candidate: str, json_file: str | None, q
     """
     from edgecnn.validate import validate_models
 
-    report = validate_models(reference, candidate, data, on_progress=stage_progress(quiet), **options)
+    target, threads = _target_or_here(options)
+    report = validate_models(
+        reference, candidate, data, num_threads=threads, target=target, on_progress=stage_progress(quiet), **options
+    )
     if json_file == "-":
         click.echo(render.as_json(report), nl=False)
     else:
@@ -186,20 +228,22 @@ def _checked_output(path: str) -> str:
 @click.argument("model", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", "k", default=3, show_default=True, help="Classes shown per image.")
-@click.option("--threads", "num_threads", type=int, help="Interpreter threads.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@_target_options
 @_quiet_option
 @_json_flag
 def run(model: str, inputs: tuple[str, ...], quiet: bool, as_json: bool, **options: Any) -> None:
     """Classify images (files or folders) with MODEL, using its sidecar's labels and preprocessing.
 
     \b
-    Example:
+    Examples:
       edgecnn run model_int8.tflite photo.jpg more_photos/ --top-k 3
+      edgecnn run --target rpi --host pi@raspberrypi model_int8.tflite photos/
     """
     from edgecnn.classify import classify
 
-    result = classify(model, list(inputs), **options)
+    target, threads = _target_or_here(options)
+    result = classify(model, list(inputs), num_threads=threads, target=target, **options)
     _emit(result, as_json, render.predictions)
 
 
@@ -226,6 +270,82 @@ def demo(out: str, epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
     _emit(result, as_json, render.demo)
     if not result.report.passed:
         sys.exit(EXIT_GATE_FAILED)
+
+
+@cli.command()
+@_json_flag
+def targets(as_json: bool) -> None:
+    """List every target, whether it is usable on this machine, and if not, why and how to fix it."""
+    from edgecnn.targets import list_targets
+
+    statuses = list_targets()
+    if as_json:
+        click.echo(render.as_json({"targets": [s.to_dict() for s in statuses]}), nl=False)
+    else:
+        click.echo(render.target_table(statuses))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@_target_options
+@_json_flag
+def check(model: str, as_json: bool, **options: Any) -> None:
+    """Check that MODEL (a .tflite bundle) can run on a target: compatibility and budget findings.
+
+    Exit 0 when no finding is an error, 1 when one is, 2 for bad input.
+
+    \b
+    Example:
+      edgecnn check --target rpi model_int8.tflite
+    """
+    from edgecnn.targets import check_model
+
+    report = check_model(model, _make_target(options))
+    _emit(report, as_json, render.check_report)
+    if not report.passed:
+        sys.exit(EXIT_GATE_FAILED)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--runs", default=50, show_default=True, help="Timed runs.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed runs before them.")
+@click.option("--batch", default=1, show_default=True, help="Images per run.")
+@click.option("--images", type=click.Path(), help="Time on these real images (file or folder) instead of random ones.")
+@click.option("--image-limit", "limit", default=100, show_default=True, help="Use at most N of those images.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@_target_options
+@_quiet_option
+@_json_flag
+def bench(model: str, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Measure the latency (min/p50/p90/max) and throughput of MODEL on a target.
+
+    The protocol of TFLite's benchmark_model: load and allocate (reported apart), warm-up runs untimed, then
+    each run timed alone; inputs are set outside the timing.
+
+    \b
+    Examples:
+      edgecnn bench model_int8.tflite --runs 200 --threads 2
+      edgecnn bench --target rpi --host pi@raspberrypi model_int8.tflite --images photos/
+    """
+    from edgecnn.bench import bench_model
+
+    target = _make_target(options)
+    result = bench_model(model, target, on_progress=stage_progress(quiet), **options)
+    _emit(result, as_json, render.bench_result)
+
+
+@cli.command(hidden=True)
+def agent() -> None:
+    """Serve a development machine over stdin/stdout (started over SSH by --target rpi --host)."""
+    import os
+
+    from edgecnn.targets.agent import serve
+
+    # The protocol owns stdout: native libraries that print to file descriptor 1 must not corrupt it.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(sys.stdin.buffer, replies)
 
 
 def main() -> None:

@@ -93,6 +93,7 @@ def validation(report: ValidationReport) -> str:
         f"top-1 accuracy: reference {percent(report.reference_accuracy)}, "
         f"candidate {percent(report.candidate_accuracy)}, drop {report.accuracy_drop_pp:.2f} pp",
         f"top-1 agreement: {percent(report.agreement)}",
+        f"candidate ran on: {report.candidate_target} ({report.candidate_runtime or 'keras'})",
         "",
         f"{'class':<16}{'images':>8}{'reference':>11}{'candidate':>11}{'drop pp':>9}",
     ]
@@ -139,3 +140,42 @@ def demo(result: Any) -> str:
         f"done in {result.seconds:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def target_table(statuses: Sequence[Any]) -> str:
+    """``edgecnn targets``: one block per target."""
+    lines = []
+    for status in statuses:
+        lines.append(f"{status.name:<8}{'usable' if status.usable else 'NOT USABLE':<12}{status.summary}")
+        lines.append(f"{'':<20}{status.detail}")
+        if status.fix:
+            lines.append(f"{'':<20}fix: {status.fix}")
+    return "\n".join(lines)
+
+
+def check_report(report: Any) -> str:
+    """``edgecnn check``: each finding, then the verdict."""
+    lines = [f"{report.model} on {report.target}:"]
+    lines += [f"  {f.severity.upper():<8}{f.code}: {f.message}" for f in report.findings]
+    errors = sum(f.severity == "error" for f in report.findings)
+    warnings = sum(f.severity == "warning" for f in report.findings)
+    verdict = "can run" if report.passed else "CANNOT run"
+    lines.append(f"{verdict} on {report.target} ({errors} error(s), {warnings} warning(s))")
+    return "\n".join(lines)
+
+
+def bench_result(result: Any) -> str:
+    """``edgecnn bench``: the latency distribution and the throughput."""
+    ms = result.latency_ms
+    machine = result.machine
+    where = machine.get("board") or f"{machine.get('arch', '?')} {machine.get('system', '')}".strip()
+    threads = "runtime default" if result.threads is None else str(result.threads)
+    lines = [
+        f"{result.model} on {result.target} ({where}, {machine.get('cpus', '?')} CPUs), {result.runtime}, "
+        f"threads {threads}, batch {result.batch}, inputs {result.inputs}",
+        f"init {result.init_ms:.2f} ms; {result.warmup} warm-up runs, {result.runs} timed runs",
+        f"latency ms: min {ms['min']:.3f}  p50 {ms['p50']:.3f}  p90 {ms['p90']:.3f}  max {ms['max']:.3f}  "
+        f"mean {ms['mean']:.3f} (std {ms['std']:.3f})",
+        f"throughput: {result.throughput:.1f} images/s",
+    ]
+    return "\n".join(lines + skipped_lines(result.skipped))

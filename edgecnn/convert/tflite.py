@@ -7,7 +7,6 @@ import io
 import os
 import sys
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,9 +18,8 @@ from edgecnn.bundle import ModelInfo, write_tflite
 from edgecnn.data import Progress, balanced_subset, load_images, no_progress, scan_images
 from edgecnn.errors import UsageError
 from edgecnn.fileio import captured_native_stderr, check_output_path
-from edgecnn.interpreter import runtime_module
+from edgecnn.graph import read_graph
 from edgecnn.provenance import images_fingerprint, tool_versions
-from edgecnn.quant import QuantParams
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 IO_TYPES = ("int8", "uint8", "float32")
@@ -74,22 +72,6 @@ def _static_batch_model(keras: Any, model: Any) -> Any:
     """
     inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
     return keras.Model(inputs, model(inputs), name=f"{model.name}_batch1")
-
-
-def _inspect(flatbuffer: bytes) -> tuple[QuantParams, QuantParams, list[int], dict[str, int]]:
-    """Read I/O quantization, input shape and operator counts of a converted model."""
-    _, module = runtime_module()
-    with captured_native_stderr():
-        interpreter = module.Interpreter(model_content=flatbuffer)
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    ops = Counter(str(op["op_name"]) for op in interpreter._get_ops_details())
-    return (
-        QuantParams.from_tensor_details(inp),
-        QuantParams.from_tensor_details(out),
-        [int(v) for v in inp["shape"]],
-        dict(sorted(ops.items())),
-    )
 
 
 def convert(
@@ -174,7 +156,9 @@ def convert(
     float_bytes = _run_converter(tf, static, "none", None, "float32")
     flatbuffer = float_bytes if quantize == "none" else _run_converter(tf, static, quantize, representative, io_type)
 
-    input_params, output_params, input_shape, ops = _inspect(flatbuffer)
+    graph = read_graph(flatbuffer)
+    input_params, output_params = graph.inputs[0].params, graph.outputs[0].params
+    input_shape, ops = list(graph.inputs[0].shape), graph.ops
     info = replace(
         keras_info,
         input_shape=input_shape,

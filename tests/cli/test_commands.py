@@ -13,18 +13,26 @@ from helpers import run_cli
 from edgecnn.cli.main import cli
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
-def test_every_command_has_help_with_an_example_or_summary(command: str) -> None:
+PROGRESS_COMMANDS = {"train", "convert", "validate", "run", "demo", "bench"}
+
+
+@pytest.mark.parametrize("command", sorted(name for name, c in cli.commands.items() if not c.hidden))
+def test_every_command_has_help_json_and_quiet_where_it_shows_progress(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.exit_code == 0
     assert result.stdout.startswith(f"Usage: cli {command}") or result.stdout.startswith(f"Usage: edgecnn {command}")
-    assert "--quiet" in result.stdout
+    assert "--json" in result.stdout
+    assert ("--quiet" in result.stdout) == (command in PROGRESS_COMMANDS)
+
+
+def test_hidden_agent_is_only_the_ssh_agent() -> None:
+    assert [name for name, c in cli.commands.items() if c.hidden] == ["agent"]
 
 
 def test_top_level_help_and_version() -> None:
     assert run_cli("--version").stdout.strip().startswith("edgecnn, version ")
     result = run_cli("--help")
-    for command in ("train", "convert", "validate", "run", "demo"):
+    for command in ("train", "convert", "validate", "run", "demo", "targets", "check", "bench"):
         assert command in result.stdout
 
 
@@ -68,13 +76,16 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_runtime_side_never_imports_tensorflow(cifar_models: dict[str, Path], small_folder: Path) -> None:
-    """import edgecnn, --help, run and validate of two .tflite models: no TensorFlow, no Keras."""
+    """import edgecnn, --help, run, validate of two .tflite models, targets, check, bench: no TensorFlow, no Keras."""
     code = f"""
 import sys
 from edgecnn.cli.main import cli
-for args in (["--help"], ["run", {str(cifar_models["int8"])!r}, {str(small_folder)!r}, "--json"],
+model = {str(cifar_models["int8"])!r}
+for args in (["--help"], ["run", model, {str(small_folder)!r}, "--json"],
              ["validate", {str(small_folder)!r}, "-r", {str(cifar_models["float"])!r},
-              "-c", {str(cifar_models["int8"])!r}, "--max-drop", "100"]):
+              "-c", model, "--max-drop", "100"],
+             ["targets"], ["check", "--target", "rpi", model], ["bench", model, "--runs", "3"],
+             ["run", "--target", "rpi", model, {str(small_folder)!r}]):
     try:
         cli.main(args, prog_name="edgecnn", standalone_mode=False)
     except SystemExit:

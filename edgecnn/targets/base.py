@@ -1,0 +1,144 @@
+"""The target interface: check a model for a device, prepare it, open a runner on it, benchmark it there."""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from edgecnn.bench import BenchResult, benchmark
+from edgecnn.bundle import read_tflite_info, sidecar_path
+from edgecnn.data import ProgressFn
+from edgecnn.runners import Runner
+
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of :meth:`Target.check`: an ``error`` stops the model running there, a ``warning`` costs."""
+
+    severity: Severity
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"severity": self.severity, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a target can be used from this machine; if not, why and how to fix it."""
+
+    usable: bool
+    detail: str
+    fix: str | None = None
+
+
+@dataclass
+class CheckReport:
+    """The findings of one target on one model."""
+
+    target: str
+    model: Path
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when no finding is an error."""
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (keys documented in the README)."""
+        return {
+            "target": self.target,
+            "model": str(self.model),
+            "passed": self.passed,
+            "errors": sum(f.severity == "error" for f in self.findings),
+            "warnings": sum(f.severity == "warning" for f in self.findings),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+class Target(ABC):
+    """A place a model runs. Subclasses are registered by name in :mod:`edgecnn.targets`.
+
+    Constructors take keyword-only options (threads, a remote host...); every method raises
+    :class:`~edgecnn.errors.EdgecnnError` subclasses for problems the user can fix.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    @property
+    def where(self) -> str:
+        """The target as reports name it: ``host``, ``rpi``, ``rpi pi@raspberrypi``."""
+        return self.name
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Whether this target is usable from this machine (cheap: no model is loaded)."""
+
+    @abstractmethod
+    def check(self, model: Path) -> list[Finding]:
+        """Compatibility and budget findings for a ``.tflite`` bundle; no side effects."""
+
+    @abstractmethod
+    def open(self, model: Path) -> Runner:
+        """A runner for the bundle on this target: preprocessed float images in, dequantized scores out."""
+
+    threads: int | None = None
+
+    def local_runtime(self) -> str | None:
+        """The interpreter package this target uses when it runs here (None: the first one installed)."""
+        return None
+
+    def bench(
+        self,
+        model: Path,
+        *,
+        images: np.ndarray | None,
+        runs: int,
+        warmup: int,
+        batch: int,
+        on_progress: ProgressFn | None = None,
+    ) -> BenchResult:
+        """Latency and throughput of the bundle on this target (see :mod:`edgecnn.bench`).
+
+        The default times the model in this process, with the target's threads and runtime.
+        """
+        return benchmark(
+            model,
+            target=self.where,
+            images=images,
+            runs=runs,
+            warmup=warmup,
+            batch=batch,
+            num_threads=self.threads,
+            runtime=self.local_runtime(),
+            on_progress=on_progress,
+        )
+
+    def prepare(self, model: Path, out: Path) -> Path:
+        """Write what the target needs into the folder ``out``; returns the model to deploy.
+
+        The default copies the bundle (model and sidecar) after checking that they belong together.
+        """
+        read_tflite_info(model)  # refuses a bundle whose sidecar does not match the model
+        out.mkdir(parents=True, exist_ok=True)
+        for source in (model, sidecar_path(model)):
+            _copy_atomic(source, out / source.name)
+        return out / model.name
+
+
+def _copy_atomic(source: Path, dest: Path) -> None:
+    from edgecnn.fileio import atomic_path
+
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
