@@ -22,6 +22,14 @@ class ModelFormatError(EdgecnnError):
     """A model file or its sidecar is missing, corrupt or inconsistent."""
 
 
+class ModelLoadError(ModelFormatError):
+    """The interpreter refused a model (an unresolved custom op, a corrupt graph); ``reason`` is its first line."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DatasetError(EdgecnnError):
     """An image folder is missing, empty, or holds an unreadable image in strict mode."""
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.bundle import ModelInfo, check_model_file, read_tflite_info
-from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
+from edgecnn.errors import MissingDependencyError, ModelFormatError, ModelLoadError, UsageError
 from edgecnn.fileio import captured_native_stderr
 from edgecnn.quant import QuantParams, dequantize, quantize
 
@@ -106,7 +106,9 @@ def load_interpreter(
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFormatError(f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert") from None
+        raise ModelLoadError(
+            f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert", reason=reason
+        ) from None
     return interpreter
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgecnn.bundle import read_tflite_info
-from edgecnn.errors import ModelFormatError, UsageError
+from edgecnn.errors import ModelFormatError, ModelLoadError, UsageError
 from edgecnn.graph import ModelGraph, read_graph
 from edgecnn.interpreter import RUNTIMES, TFLiteRunner
 from edgecnn.targets.base import Availability, Finding, Target
@@ -80,8 +81,16 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
         )
     try:
         runner = TFLiteRunner(model, num_threads=threads, runtime=runtime)
+    except ModelLoadError as exc:
+        custom = re.search(r"unresolved custom op: ([\w.-]+?)\.?$", exc.reason, flags=re.IGNORECASE)
+        reason = (
+            f"custom operation {custom.group(1)} has no kernel in the runtime: convert with builtin operations only"
+            if custom
+            else exc.reason
+        )
+        findings.append(Finding("error", "load", f"the interpreter cannot load it: {reason}"))
     except ModelFormatError as exc:
-        findings.append(Finding("error", "load", f"the interpreter cannot load it: {exc}"))
+        findings.append(Finding("error", "load", str(exc)))
     else:
         findings.append(Finding("info", "runtime", f"loads in {runner.runtime} with {_threads_text(threads)}"))
         runner.close()
