@@ -86,7 +86,14 @@ class SshHost:
             argv += ["-o", option]
         if self.port is not None:
             argv += ["-p", str(self.port)]
-        return [*argv, "--", self.destination, shlex.join(remote)]
+        return [*argv, "--", self.destination, " ".join(_remote_word(w) for w in remote)]
+
+
+def _remote_word(word: str) -> str:
+    """Quote one word for the device's shell, keeping a leading ``~/`` meaning the remote home folder."""
+    if word.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(word[2:])
+    return shlex.quote(word)
 
 
 def diagnose(host: SshHost, returncode: int | None, stderr: str) -> str:

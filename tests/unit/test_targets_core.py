@@ -71,6 +71,8 @@ def test_ssh_command_quotes_the_remote_command_and_uses_batch_mode() -> None:
     argv = host.ssh_command([*host.edgecnn, "agent"])
     assert argv[argv.index("-p") + 1] == "2200" and "BatchMode=yes" in argv and "IdentityFile=/k" in argv
     assert argv[-3:] == ["--", "pi@pi", "'/home/pi/my env/bin/edgecnn' agent"]
+    home = SshHost.parse("pi@pi", edgecnn="~/edgecnn/bin/edgecnn")
+    assert home.ssh_command([*home.edgecnn, "agent"])[-1] == '"$HOME"/edgecnn/bin/edgecnn agent'
     with pytest.raises(UsageError, match="KEY=VALUE"):
         SshHost.parse("pi@pi", options=["-oProxyCommand"])
 
