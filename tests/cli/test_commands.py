@@ -12,7 +12,6 @@ from helpers import run_cli
 
 from edgecnn.cli.main import cli
 
-
 PROGRESS_COMMANDS = {"train", "convert", "validate", "run", "demo", "bench"}
 
 
