@@ -140,6 +140,21 @@ def random_images(spec: Preprocessing, count: int, *, seed: int = 0) -> np.ndarr
     return (pixels - mean) / std
 
 
+def batch_picker(pool: np.ndarray, batch: int) -> Callable[[int], np.ndarray]:
+    """``pick(i)``: the i-th input batch, cycling through whole batches of ``pool``.
+
+    A pool smaller than one batch is repeated to fill it. Batches are contiguous copies, ready to hand to
+    an interpreter.
+    """
+    groups = max(1, len(pool) // batch)
+
+    def pick(i: int) -> np.ndarray:
+        first = (i % groups) * batch
+        return np.ascontiguousarray(np.take(pool, np.arange(first, first + batch), axis=0, mode="wrap"))
+
+    return pick
+
+
 def time_runs(
     set_input: Callable[[int], None],
     invoke: Callable[[], None],
@@ -188,6 +203,7 @@ def benchmark(
     batch: int = 1,
     num_threads: int | None = None,
     runtime: str | None = None,
+    xnnpack: bool = True,
     seed: int = 0,
     on_progress: ProgressFn | None = None,
 ) -> BenchResult:
@@ -202,6 +218,7 @@ def benchmark(
         batch: images per run (the input tensor is resized).
         num_threads: interpreter threads (None: the runtime's default).
         runtime: force one interpreter package.
+        xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only, for comparison).
         seed: seed of the random inputs.
         on_progress: called with 1 after each timed run.
 
@@ -212,7 +229,7 @@ def benchmark(
 
     check_counts(runs=runs, warmup=warmup, batch=batch)
     start = time.perf_counter()
-    runner = TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime)
+    runner = TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime, xnnpack=xnnpack)
     try:
         runner.resize(batch)
         init_ms = (time.perf_counter() - start) * 1000.0
@@ -223,13 +240,10 @@ def benchmark(
             pool, inputs = np.asarray(images, dtype=np.float32), f"images:{len(images)}"
             if pool.ndim != 4 or pool.shape[1:] != spec.shape or len(pool) == 0:
                 raise UsageError(f"benchmark images of shape {pool.shape} do not fit the model's input {spec.shape}")
-        groups = max(1, len(pool) // batch)
+        pick = batch_picker(pool, batch)
 
         def set_input(i: int) -> None:
-            # Cycle through whole batches of the pool; a pool smaller than one batch is repeated to fill it.
-            first = (i % groups) * batch
-            chosen = np.take(pool, np.arange(first, first + batch), axis=0, mode="wrap")
-            runner.set_input(chosen)
+            runner.set_input(pick(i))
 
         seconds = time_runs(set_input, runner.invoke, runs=runs, warmup=warmup, on_progress=on_progress)
     finally:

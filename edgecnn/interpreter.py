@@ -80,6 +80,7 @@ def load_interpreter(
     *,
     num_threads: int | None = None,
     reference_kernels: bool = False,
+    xnnpack: bool = True,
     runtime: str | None = None,
 ) -> Any:
     """Create an interpreter for a ``.tflite`` file and allocate its tensors.
@@ -89,6 +90,8 @@ def load_interpreter(
         num_threads: CPU threads for the kernels (runtime default when None).
         reference_kernels: use TFLite's reference kernels (bit-identical to TensorFlow Lite Micro) instead of
             the optimized ones and XNNPACK.
+        xnnpack: apply the XNNPACK delegate (the runtimes' default); False keeps TFLite's optimized builtin
+            kernels only.
         runtime: force one of :data:`RUNTIMES`.
 
     Raises:
@@ -99,6 +102,8 @@ def load_interpreter(
     options: dict[str, Any] = {"model_path": str(model), "num_threads": num_threads}
     if reference_kernels:
         options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_REF
+    elif not xnnpack:
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         # The delegate announces itself on the C-level stderr; keep that out of the user's output.
         with captured_native_stderr():
@@ -119,6 +124,7 @@ class TFLiteRunner:
         model_path: the ``.tflite`` model; its sidecar supplies labels and preprocessing.
         num_threads: CPU threads.
         reference_kernels: use TFLite's reference kernels (what TensorFlow Lite Micro computes).
+        xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only).
         max_batch: largest batch handed to the interpreter at once.
         runtime: force one interpreter package.
 
@@ -132,6 +138,7 @@ class TFLiteRunner:
         *,
         num_threads: int | None = None,
         reference_kernels: bool = False,
+        xnnpack: bool = True,
         max_batch: int = 64,
         runtime: str | None = None,
     ) -> None:
@@ -139,7 +146,7 @@ class TFLiteRunner:
         self.info: ModelInfo = read_tflite_info(self.path)
         self.runtime, _ = runtime_module(runtime)
         self._interpreter = load_interpreter(
-            self.path, num_threads=num_threads, reference_kernels=reference_kernels, runtime=runtime
+            self.path, num_threads=num_threads, reference_kernels=reference_kernels, xnnpack=xnnpack, runtime=runtime
         )
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()

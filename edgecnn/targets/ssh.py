@@ -161,8 +161,15 @@ class AgentSession:
         assert self._process is not None and self._process.stdout is not None
         try:
             message = read_message(self._process.stdout)
-        except WireError:
-            message = None
+        except WireError as exc:
+            # Something other than the agent wrote to stdout: typically a login script that prints in
+            # non-interactive shells. The agent is waiting for input, so end the session now.
+            self._process.kill()
+            self.close()
+            raise TargetUnavailableError(
+                f"unexpected output from {self.host.destination} ({exc}): a login script on the device prints to "
+                "stdout in non-interactive SSH sessions; make it print only in interactive shells"
+            ) from None
         if message is None:
             raise TargetUnavailableError(self._failure())
         return message

@@ -61,6 +61,8 @@ def test_benchmark_times_only_invoke_on_the_inputs_given(cifar_models: dict[str,
     images = np.zeros((3, 32, 32, 3), dtype=np.float32)
     result = benchmark(cifar_models["int8"], images=images, runs=5, warmup=0, batch=2, num_threads=1)
     assert result.inputs == "images:3" and result.batch == 2 and result.runs == 5
+    builtin = benchmark(cifar_models["int8"], runs=2, warmup=0, xnnpack=False)
+    assert builtin.runs == 2 and builtin.latency_ms["min"] > 0
     with pytest.raises(Exception, match="do not fit"):
         benchmark(cifar_models["int8"], images=np.zeros((2, 8, 8, 1), np.float32), runs=1)
 

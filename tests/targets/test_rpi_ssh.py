@@ -162,3 +162,16 @@ def test_a_dropped_connection_leaves_nothing_on_the_pi(
         time.sleep(0.1)
     assert _agent_folders(sshd) == []
     runner.close()
+
+
+def test_a_chatty_login_is_reported_not_hung(
+    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A device whose shell prints before edgecnn starts: one clear line, at once."""
+    chatty = tmp_path / "chatty-edgecnn"
+    chatty.write_text(f"#!/bin/sh\necho 'Welcome to the Pi!'\nexec {remote_edgecnn} \"$@\"\n")
+    chatty.chmod(0o755)
+    started = time.monotonic()
+    result = run_cli("check", *_remote_args(sshd, str(chatty)), cifar_models["int8"])
+    assert result.exit_code == 2 and "unexpected output from" in result.stderr and "Welcome" in result.stderr
+    assert time.monotonic() - started < 30

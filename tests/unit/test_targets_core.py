@@ -127,3 +127,12 @@ def test_bench_result_round_trip() -> None:
     stats = latency_stats([0.001, 0.002])
     result = BenchResult("rpi", "m.tflite", "tflite-runtime", 4, 1, 2, 1, "random", 3.0, stats, 666.0, {"arch": "a"})
     assert BenchResult.from_dict(result.to_dict()) == result
+
+
+def test_batch_picker_cycles_whole_batches_and_fills_short_pools() -> None:
+    from edgecnn.bench import batch_picker
+
+    pool = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1)
+    pick = batch_picker(pool, 2)
+    assert [pick(i).ravel().tolist() for i in range(3)] == [[0, 1], [2, 3], [0, 1]]
+    assert batch_picker(pool, 7)(0).ravel().tolist() == [0, 1, 2, 3, 4, 0, 1]
