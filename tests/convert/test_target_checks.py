@@ -83,6 +83,7 @@ def test_float_model_gets_a_warning_on_the_pi(cifar_models: dict[str, Path]) -> 
     code, report = _check("--target", "rpi", cifar_models["float"])
     assert code == 0 and _codes(report, "warning") == ["float-model"]
     assert _check("--target", "host", cifar_models["float"])[1]["warnings"] == 0
+    assert _check("--target", "rpi", cifar_models["int8_float_io"])[1]["warnings"] == 0  # int8 inside
 
 
 def test_custom_op_is_an_error_that_names_the_op(custom_op_model: Path) -> None:
