@@ -280,3 +280,28 @@ def test_runtime_only_venv_runs_without_tensorflow(
     assert _top1(result) == [labels[i] for i in np.argmax(expected, axis=1)]
     for prediction, row in zip(result["predictions"], expected):
         assert_top_scores(prediction, row, labels)
+
+
+def test_runtime_only_install_serves_every_device_command(cifar_models: dict[str, Path], subset: list[Path]) -> None:
+    """targets, check, bench and validate (with a .tflite reference) in the runtime-only venv, TensorFlow absent."""
+    venv = envs.venv("x86_venv_runtime")
+    folder = subset[0].parents[1]  # the labelled test folder; a limit keeps it to the subset's 3 per class
+    model, reference = str(cifar_models["int8"]), str(cifar_models["float"])
+    commands = {
+        "targets": ["targets", "--json"],
+        "check": ["check", "--target", "rpi", model, "--json"],
+        "bench": ["bench", model, "--runs", "3", "--json"],
+        "validate": ["validate", str(folder), "--limit-per-class", str(PER_CLASS), "-r", reference, "-c", model,
+                     "--max-drop", "100", "--json", "-"],
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGECNN_RUNTIME")}
+    results = {}
+    for name, args in commands.items():
+        done = subprocess.run(
+            [str(venv / "bin" / "edgecnn"), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+        results[name] = json.loads(done.stdout)
+    assert all(t["usable"] for t in results["targets"]["targets"])
+    assert results["check"]["passed"] and results["bench"]["runtime"] == "ai-edge-litert"
+    assert results["validate"]["num_images"] == len(subset) and results["validate"]["passed"]
