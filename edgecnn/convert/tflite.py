@@ -127,49 +127,97 @@ def convert(
 
     model, keras_info = load_keras_model(model_path)
     spec = keras_info.preprocessing
-    calibration_record: dict[str, Any] | None = None
-    skipped: list[Any] = []
-    representative = None
-    if quantize == "int8":
-        folder = scan_images(calibration)  # type: ignore[arg-type]
-        chosen = balanced_subset(folder.samples, calibration_size, seed=seed)
-        advance = (on_progress or no_progress)("loading calibration images", len(chosen))
-        loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
-        skipped = loaded.skipped
-        images = loaded.images
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for i in range(len(images)):
-                yield [images[i : i + 1]]
-
-        read = set(loaded.paths)  # once, not per sample: calibration sets can hold thousands of images
-        calibration_record = {
-            "num_images": len(loaded),
-            "requested": calibration_size,
-            "seed": seed,
-            "num_skipped": len(skipped),
-            "fingerprint": images_fingerprint([s for s in chosen if s.path in read], spec),
-        }
-
+    calibration_set = (
+        load_calibration(calibration, spec, size=calibration_size, seed=seed, strict=strict, on_progress=on_progress)
+        if quantize == "int8"
+        else None
+    )
     tf, keras = import_keras()
     static = _static_batch_model(keras, model)
     float_bytes = _run_converter(tf, static, "none", None, "float32")
+    representative = calibration_set.representative if calibration_set else None
     flatbuffer = float_bytes if quantize == "none" else _run_converter(tf, static, quantize, representative, io_type)
+    return write_bundle(
+        out_path,
+        flatbuffer,
+        keras_info,
+        model_path=Path(model_path),
+        quantization=quantize,
+        calibration=calibration_set,
+        float_size_bytes=len(float_bytes),
+    )
 
+
+@dataclass
+class CalibrationSet:
+    """Calibration images, preprocessed, with the record the sidecar keeps of them.
+
+    Attributes:
+        images: float32 ``(N, H, W, C)`` through the model's preprocessing.
+        record: count, requested size, seed, skipped count and fingerprint (images + preprocessing).
+        skipped: files that could not be read.
+    """
+
+    images: np.ndarray
+    record: dict[str, Any]
+    skipped: list[Any]
+
+    def representative(self) -> Iterator[list[np.ndarray]]:
+        """The converter's representative dataset: one image per step, in order."""
+        for i in range(len(self.images)):
+            yield [self.images[i : i + 1]]
+
+
+def load_calibration(
+    calibration: str | os.PathLike[str],
+    spec: Any,
+    *,
+    size: int,
+    seed: int,
+    strict: bool = False,
+    on_progress: Progress | None = None,
+) -> CalibrationSet:
+    """Draw ``size`` calibration images, class-balanced and seeded, and preprocess them with ``spec``."""
+    folder = scan_images(calibration)
+    chosen = balanced_subset(folder.samples, size, seed=seed)
+    advance = (on_progress or no_progress)("loading calibration images", len(chosen))
+    loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
+    read = set(loaded.paths)  # once, not per sample: calibration sets can hold thousands of images
+    record = {
+        "num_images": len(loaded),
+        "requested": size,
+        "seed": seed,
+        "num_skipped": len(loaded.skipped),
+        "fingerprint": images_fingerprint([s for s in chosen if s.path in read], spec),
+    }
+    return CalibrationSet(loaded.images, record, loaded.skipped)
+
+
+def write_bundle(
+    out_path: Path,
+    flatbuffer: bytes,
+    keras_info: ModelInfo,
+    *,
+    model_path: Path,
+    quantization: str,
+    calibration: CalibrationSet | None,
+    float_size_bytes: int,
+    extra: dict[str, Any] | None = None,
+) -> ConversionResult:
+    """Describe a converted flatbuffer (I/O, shape, operators), write it with its sidecar, and summarise it."""
     graph = read_graph(flatbuffer)
-    input_params, output_params = graph.inputs[0].params, graph.outputs[0].params
-    input_shape, ops = list(graph.inputs[0].shape), graph.ops
     info = replace(
         keras_info,
-        input_shape=input_shape,
-        input=input_params,
-        output=output_params,
-        quantization=quantize,
+        input_shape=list(graph.inputs[0].shape),
+        input=graph.inputs[0].params,
+        output=graph.outputs[0].params,
+        quantization=quantization,
         extra={
             # The file name only: where the model was built must not change the sidecar's bytes.
-            "source": {"model": Path(model_path).name, "training": keras_info.extra.get("training")},
-            "calibration": calibration_record,
+            "source": {"model": model_path.name, "training": keras_info.extra.get("training")},
+            "calibration": calibration.record if calibration else None,
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"),
+            **(extra or {}),
         },
     )
     written = write_tflite(out_path, flatbuffer, info)
@@ -177,9 +225,9 @@ def convert(
         path=out_path,
         info=written,
         size_bytes=len(flatbuffer),
-        float_size_bytes=len(float_bytes),
-        ops=ops,
-        skipped=skipped,
+        float_size_bytes=float_size_bytes,
+        ops=graph.ops,
+        skipped=calibration.skipped if calibration else [],
     )
 
 
