@@ -86,6 +86,7 @@ class ValidationReport:
         gates: the checks applied, each with its verdict.
         skipped: files left out (unreadable or not images), with reasons.
         candidate_target / candidate_runtime: where the candidate ran, and in which interpreter.
+        stages: a :class:`~edgecnn.stages.StageReport` when asked for (``--stages``), else None.
     """
 
     labels: list[str]
@@ -100,6 +101,7 @@ class ValidationReport:
     skipped: list[Any] = field(default_factory=list)
     candidate_target: str = "host"
     candidate_runtime: str = ""
+    stages: Any = None
 
     @property
     def accuracy_drop_pp(self) -> float:
@@ -135,6 +137,7 @@ class ValidationReport:
             "reference_confusion": self.reference_confusion,
             "candidate_confusion": self.candidate_confusion,
             "skipped": [s.to_dict() for s in self.skipped],
+            **({"stages": self.stages.to_dict()} if self.stages is not None else {}),
         }
 
 
@@ -250,6 +253,7 @@ def validate_models(
     batch_size: int = 64,
     num_threads: int | None = None,
     target: Target | None = None,
+    stages: bool = False,
     on_progress: Progress | None = None,
 ) -> ValidationReport:
     """Load both models and an image folder, then :func:`validate`.
@@ -261,6 +265,8 @@ def validate_models(
         num_threads: interpreter threads here.
         target: where the candidate runs (None: here). The images are read and preprocessed here once, and
             the same arrays go to both models.
+        stages: also run the images through every stage from Keras to the int8 reference kernels, here
+            (:func:`edgecnn.stages.run_stages`), to show where the error enters.
         on_progress: progress of loading the images and of running the models.
 
     Other arguments are those of :func:`validate` and :func:`edgecnn.data.scan_folder`.
@@ -289,6 +295,12 @@ def validate_models(
                 batch_size=batch_size,
                 on_progress=stage("running both models", 2 * len(loaded)),
             )
+            if stages:
+                from edgecnn.stages import run_stages
+
+                report.stages = run_stages(
+                    reference_path, candidate_path, loaded, batch_size=batch_size, on_progress=on_progress
+                )
             report.candidate_target = target.where if target is not None else "host"
             report.candidate_runtime = str(getattr(candidate, "runtime", ""))
             return report

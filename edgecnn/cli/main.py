@@ -186,6 +186,11 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 @click.option("--json", "json_file", type=click.Path(), help="Write the report as JSON to FILE ('-': stdout).")
+@click.option(
+    "--stages",
+    is_flag=True,
+    help="Also compare every step here: Keras float → TFLite float → int8 → int8 reference kernels.",
+)
 @_target_options
 @_quiet_option
 def validate(data: str, reference: str, candidate: str, json_file: str | None, quiet: bool, **options: Any) -> None:

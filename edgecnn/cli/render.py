@@ -108,6 +108,8 @@ def validation(report: ValidationReport) -> str:
     )
     lines += ["", *_matrix("reference confusion", report.labels, report.reference_confusion)]
     lines += ["", *_matrix("candidate confusion", report.labels, report.candidate_confusion), ""]
+    if report.stages is not None:
+        lines += [*stage_table(report.stages), ""]
     lines += skipped_lines(report.skipped)
     lines += [f"{'PASS' if g.passed else 'FAIL'} {g.describe()}" for g in report.gates]
     lines.append("validation passed" if report.passed else "validation FAILED")
@@ -179,3 +181,16 @@ def bench_result(result: Any) -> str:
         f"throughput: {result.throughput:.1f} images/s",
     ]
     return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def stage_table(stages: Any) -> list[str]:
+    """The stage chain: each stage's accuracy, then what changed between consecutive stages."""
+    lines = ["stages (same images, here):"]
+    lines += [f"  {s.name:<34}{percent(s.accuracy):>9}  {s.model}" for s in stages.stages]
+    lines.append(f"  {'from → to':<58}{'agree':>8}{'acc pp':>8}{'MAE':>11}{'cosine':>10}{'L2 rel':>10}")
+    lines += [
+        f"  {c.source + ' → ' + c.target:<58}{percent(c.agreement):>8}{c.accuracy_change_pp:>8.2f}"
+        f"{c.mae:>11.3g}{c.cosine:>10.6f}{c.l2_relative:>10.3g}"
+        for c in stages.comparisons
+    ]
+    return lines
