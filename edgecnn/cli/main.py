@@ -160,20 +160,105 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
 @click.option("--calibration-size", default=200, show_default=True, help="Calibration images, class-balanced.")
 @click.option("--io", type=click.Choice(IO_TYPES), help="Input/output type of int8 models [int8].")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing calibration images.")
+@click.option(
+    "--max-drop",
+    type=float,
+    help="Gate on DATA: if int8 drops more (pp), recover automatically (more calibration, float layers, 16x8).",
+)
+@click.option("--data", type=click.Path(), help="Labelled held-out images the --max-drop gate is measured on.")
+@click.option("--limit-per-class", type=int, help="Use only the first N images of each class of --data.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable calibration image instead of skipping it.")
 @_quiet_option
 @_json_flag
-def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) -> None:
+def convert(
+    model: str, out: str, quiet: bool, as_json: bool, max_drop: float | None, data: str | None, **options: Any
+) -> None:
     """Convert a trained .keras MODEL to TFLite with a static batch-1 input.
+
+    With --max-drop and --data, an int8 model that drops more than allowed is recovered automatically: more
+    calibration images, then the worst layers kept in float (fewest first), then 16-bit activations. Exit 1
+    when nothing passes; the best attempt is then written as OUT's stem + .best-attempt.tflite.
+
+    \b
+    Examples:
+      edgecnn convert model.keras --out model_int8.tflite --quantize int8 --calibration photos/
+      edgecnn convert model.keras --out model_int8.tflite --calibration photos/train --max-drop 1 --data photos/val
+    """
+    if max_drop is None and data is None:
+        if options.pop("limit_per_class") is not None:
+            from edgecnn.errors import UsageError
+
+            raise UsageError("--limit-per-class applies to --data: use it with --max-drop and --data")
+        from edgecnn.convert import convert as convert_model
+
+        result = convert_model(model, out, on_progress=stage_progress(quiet), **options)
+        _emit(result, as_json, render.conversion)
+        return
+    from edgecnn.convert.recover import convert_with_gate
+
+    recovered = convert_with_gate(
+        model, out, **_recovery_options(options, max_drop, data), on_progress=stage_progress(quiet)
+    )
+    _emit(recovered, as_json, render.recovery)
+    if not recovered.passed:
+        click.echo(
+            f"edgecnn: gate failed: max-drop: no attempt kept the drop within {max_drop:.2f} pp; the best "
+            f"({recovered.chosen.name}, drop {recovered.chosen.drop_pp:.2f} pp) is {recovered.conversion.path}",
+            err=True,
+        )
+        sys.exit(EXIT_GATE_FAILED)
+
+
+def _recovery_options(options: dict[str, Any], max_drop: float | None, data: str | None) -> dict[str, Any]:
+    """Check the options of a gated conversion and map them to :func:`convert_with_gate`'s arguments."""
+    from edgecnn.errors import UsageError
+
+    if max_drop is None or data is None:
+        raise UsageError("--max-drop and --data go together: the gate is measured on the images in --data")
+    if options["quantize"] != "int8":
+        raise UsageError("--max-drop gates int8 conversions: use it with --quantize int8")
+    if options["calibration"] is None:
+        raise UsageError("--quantize int8 needs calibration images: add --calibration DATA")
+    return {
+        "calibration": options["calibration"],
+        "data": data,
+        "max_drop": max_drop,
+        "calibration_size": options["calibration_size"],
+        "io": options["io"] or "int8",
+        "seed": options["seed"],
+        "limit_per_class": options["limit_per_class"],
+        "strict": options["strict"],
+    }
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--calibration", required=True, type=click.Path(), help="The calibration images (as for convert).")
+@click.option("--data", type=click.Path(), help="Labelled images the model will see, to compare calibration with.")
+@click.option("--candidate", type=click.Path(), help="An int8 .tflite converted from MODEL, to check it matches.")
+@click.option("--calibration-size", default=200, show_default=True, help="Calibration images, class-balanced.")
+@click.option("--data-limit", default=50, show_default=True, help="Images per class of --data to compare with.")
+@click.option("--seed", default=0, show_default=True, help="Seed for choosing calibration images.")
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@_quiet_option
+@_json_flag
+def diagnose(model: str, calibration: str, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Find where int8 quantization of the .keras MODEL loses accuracy, and check the calibration set.
+
+    Per layer: quantization error (TFLite's QuantizationDebugger), range, scale and zero point, worst first,
+    and layers whose range one channel sets. Calibration: size, class balance, images far from --data,
+    preprocessing of --candidate. Exit 1 when a finding is an error.
 
     \b
     Example:
-      edgecnn convert model.keras --out model_int8.tflite --quantize int8 --calibration photos/
+      edgecnn diagnose model.keras --calibration photos/train --data photos/val --candidate model_int8.tflite
     """
-    from edgecnn.convert import convert as convert_model
+    from edgecnn.convert.diagnose import diagnose as run_diagnosis
 
-    result = convert_model(model, out, on_progress=stage_progress(quiet), **options)
-    _emit(result, as_json, render.conversion)
+    result = run_diagnosis(model, calibration, on_progress=stage_progress(quiet), **options)
+    _emit(result, as_json, render.diagnosis)
+    if any(c.severity == "error" for c in result.causes):
+        sys.exit(EXIT_GATE_FAILED)
 
 
 @cli.command()

@@ -194,3 +194,39 @@ def stage_table(stages: Any) -> list[str]:
         for c in stages.comparisons
     ]
     return lines
+
+
+def diagnosis(result: Any) -> str:
+    """``edgecnn diagnose``: findings first, then the layer table, worst first."""
+    lines = [f"{result.model}: {len(result.causes)} finding(s)"]
+    lines += [f"  {c.severity.upper():<8}{c.code}: {c.message}" for c in result.causes] or ["  none"]
+    lines += [
+        "",
+        f"{'layer':<44}{'op':<16}{'rel err':>9}{'rmse/step':>10}{'ch range':>10}{'scale':>11}{'zp':>6}",
+    ]
+    lines += [
+        f"{l.name[:43]:<44}{l.op:<16}{l.relative_error:>9.3f}{l.rmse_scale:>10.3f}{l.channel_range_ratio:>10.1f}"
+        f"{l.scale:>11.4g}{l.zero_point:>6}"
+        for l in result.layers
+    ]
+    cal = result.calibration
+    lines.append(f"calibration: {cal.get('num_images')} images, per class {cal.get('per_group')}")
+    return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def recovery(result: Any) -> str:
+    """``edgecnn convert --max-drop``: every attempt, then what was written."""
+    lines = [f"{'attempt':<22}{'accuracy':>10}{'drop pp':>9}{'bytes':>10}  {'runs on':<24}detail"]
+    for a in result.attempts:
+        runs = ", ".join(name for name, ok in a.targets.items() if ok)
+        lines.append(
+            f"{a.name:<22}{percent(a.accuracy):>10}{a.drop_pp:>9.2f}{a.size_bytes:>10,}  {runs:<24}{a.detail}"
+            f"{'  PASS' if a.passed else ''}"
+        )
+    chosen = result.chosen
+    lines.append(
+        f"float (Keras) accuracy: {percent(chosen.reference_accuracy)}; gate: drop at most {result.max_drop:.2f} pp"
+    )
+    verb = "wrote" if result.passed else "no attempt passed; wrote the best attempt"
+    lines.append(f"{verb} {result.conversion.path} ({chosen.name}: {chosen.detail})")
+    return "\n".join(lines + skipped_lines(result.skipped))

@@ -7,7 +7,7 @@ import io
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,11 +156,14 @@ class CalibrationSet:
         images: float32 ``(N, H, W, C)`` through the model's preprocessing.
         record: count, requested size, seed, skipped count and fingerprint (images + preprocessing).
         skipped: files that could not be read.
+        paths / groups: the file and the top folder (class) of each image.
     """
 
     images: np.ndarray
     record: dict[str, Any]
     skipped: list[Any]
+    paths: list[Path] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
 
     def representative(self) -> Iterator[list[np.ndarray]]:
         """The converter's representative dataset: one image per step, in order."""
@@ -190,7 +193,8 @@ def load_calibration(
         "num_skipped": len(loaded.skipped),
         "fingerprint": images_fingerprint([s for s in chosen if s.path in read], spec),
     }
-    return CalibrationSet(loaded.images, record, loaded.skipped)
+    groups = [folder.classes[s.label] for s in chosen if s.path in read]
+    return CalibrationSet(loaded.images, record, loaded.skipped, list(loaded.paths), groups)
 
 
 def write_bundle(
@@ -231,19 +235,29 @@ def write_bundle(
     )
 
 
-def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> bytes:
-    """Configure TFLiteConverter for one quantization mode and convert, keeping its log off the console."""
+def converter_for(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> Any:
+    """A TFLiteConverter configured for one quantization mode (``none``, ``float16``, ``dynamic``, ``int8``,
+    ``16x8``); the QuantizationDebugger and selective quantization start from it too."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
+    if quantize in ("int8", "16x8"):
         converter.representative_dataset = representative
         # Integer-only builtins: conversion fails rather than leaving a float op in the graph.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            if quantize == "int8"
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
+    return converter
+
+
+def converted_quietly(action: Callable[[], Any]) -> Any:
+    """Run a conversion step with Keras's stdout and the converter's C-level log kept off the console."""
     # Keras's export prints its SavedModel signature on stdout and the converter logs on the C-level stderr.
     with (
         contextlib.redirect_stdout(io.StringIO()),
@@ -252,4 +266,12 @@ def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_t
     ):
         # Raised for every int8-I/O conversion: the input range comes from the representative dataset.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        return bytes(converter.convert())
+        # The QuantizationDebugger runs models in tf.lite.Interpreter, which warns that it is deprecated.
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        return action()
+
+
+def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> bytes:
+    """Configure TFLiteConverter for one quantization mode and convert, keeping its log off the console."""
+    converter = converter_for(tf, model, quantize, representative, io_type)
+    return bytes(converted_quietly(converter.convert))
