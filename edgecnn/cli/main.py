@@ -276,29 +276,63 @@ def diagnose(model: str, calibration: str, quiet: bool, as_json: bool, **options
     is_flag=True,
     help="Also compare every step here: Keras float → TFLite float → int8 → int8 reference kernels.",
 )
+@click.option("--report", "report_dir", type=click.Path(), help="Write report.html and its charts into DIR.")
+@click.option("--junit", type=click.Path(), help="Write the gates as JUnit XML test cases to FILE.")
+@click.option(
+    "--calibration", type=click.Path(), help="Calibration images: adds the per-layer error chart to --report."
+)
 @_target_options
 @_quiet_option
-def validate(data: str, reference: str, candidate: str, json_file: str | None, quiet: bool, **options: Any) -> None:
+def validate(
+    data: str,
+    reference: str,
+    candidate: str,
+    json_file: str | None,
+    quiet: bool,
+    report_dir: str | None,
+    junit: str | None,
+    calibration: str | None,
+    **options: Any,
+) -> None:
     """Compare REFERENCE and CANDIDATE on the labelled image folder DATA and gate on the result.
 
     Exit 0 when every gate passes, 1 when one fails, 2 for bad input. With --target the candidate runs there
-    (on a Raspberry Pi over SSH with --target rpi --host pi@raspberrypi); the reference runs here.
+    (on a Raspberry Pi over SSH with --target rpi --host pi@raspberrypi); the reference runs here. --report
+    writes a self-contained report.html (implies --stages; --calibration adds the per-layer errors), --junit
+    the gates as JUnit XML, both also when a gate fails.
 
     \b
-    Example:
+    Examples:
       edgecnn validate --reference model.keras --candidate model_int8.tflite test/ --max-drop 1.0
+      edgecnn validate -r model.keras -c model_int8.tflite test/ --report out/ --junit gates.xml --calibration train/
     """
+    from edgecnn.evidence import check_outputs, report_payload, write_evidence
     from edgecnn.validate import validate_models
 
     target, threads = _target_or_here(options)
-    report = validate_models(
-        reference, candidate, data, num_threads=threads, target=target, on_progress=stage_progress(quiet), **options
-    )
+    check_outputs(report_dir=report_dir, junit=junit)
+    if calibration and not report_dir:
+        from edgecnn.errors import UsageError
+
+        raise UsageError("--calibration adds the per-layer errors to --report: use it with --report DIR")
+    if report_dir:
+        options["stages"] = True  # the report shows where the error enters
+    progress = stage_progress(quiet)
+    report = validate_models(reference, candidate, data, num_threads=threads, target=target, on_progress=progress,
+                             **options)  # fmt: skip
+    payload: Any = report
+    if report_dir or junit:
+        # The JSON then carries everything the report shows (sizes, latencies, per-layer errors).
+        payload = report_payload(
+            report, reference_path=reference, candidate_path=candidate, calibration=calibration, on_progress=progress
+        )
+        for path in write_evidence(payload, report_dir=report_dir, junit=junit):
+            click.echo(f"wrote {path}", err=True)
     if json_file == "-":
-        click.echo(render.as_json(report), nl=False)
+        click.echo(render.as_json(payload), nl=False)
     else:
         if json_file:
-            write_bytes_atomic(_checked_output(json_file), render.as_json(report).encode())
+            write_bytes_atomic(_checked_output(json_file), render.as_json(payload).encode())
         click.echo(render.validation(report))
     _warn_skipped(report.skipped)
     if not report.passed:

@@ -148,3 +148,35 @@ def test_gated_conversion_bad_options(cifar_models: dict[str, Path], cifar_train
     ]:
         result = run_cli("convert", keras, "--out", "/tmp/never.tflite", "--calibration", cifar_train, *args)
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
+
+
+def test_the_report_shows_it(outlier_model: Path, cifar_train: Path, held_out: Path, tmp_path: Path) -> None:
+    """validate --report/--junit on the broken int8 model: FAILED, the outlier layer flagged, numbers = JSON."""
+    from report_page import expected_formatter, parse, resolve
+
+    plain = tmp_path / "plain.tflite"
+    _json(run_cli("convert", outlier_model, "--out", plain, "--calibration", cifar_train, "--calibration-size", "100",
+                  "--json"))  # fmt: skip
+    out, junit = tmp_path / "report", tmp_path / "gates.xml"
+    result = run_cli("validate", held_out, "-r", outlier_model, "-c", plain, "--max-drop", "3", "--report", out,
+                     "--junit", junit, "--calibration", cifar_train, "--json", "-")  # fmt: skip
+    payload = _json(result, 1)
+    assert {"stages", "layers", "sizes", "latency_ms"} <= set(payload)  # --report implies --stages
+    page = parse(out / "report.html")
+    for path, text in page.numbers.items():
+        assert text == expected_formatter(payload, path)(resolve(payload, path)), path
+    html_text = (out / "report.html").read_text()
+    assert "FAILED" in html_text and "outlier range" in html_text
+    flagged = [l for l in payload["layers"] if l["outlier"]]
+    assert flagged and flagged[0]["name"].startswith("block1_conv1")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_candidate.png", "confusion_reference.png", "layers.png", "per_class.png", "report.html",
+        "stages.png",
+    ]  # fmt: skip
+    xml = junit.read_text()
+    assert 'failures="1"' in xml and "max-drop: accuracy drop" in xml
+    # The report files are written before the gate's exit code, and bad paths fail before any work.
+    bad = run_cli("validate", held_out, "-r", outlier_model, "-c", plain, "--report", plain)
+    assert bad.exit_code == 2 and "is a file" in bad.stderr
+    lone = run_cli("validate", held_out, "-r", outlier_model, "-c", plain, "--calibration", cifar_train)
+    assert lone.exit_code == 2 and "use it with --report" in lone.stderr
