@@ -32,8 +32,12 @@ def _tflite_runtime() -> Any:
 
 
 def _tensorflow() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tf = importlib.import_module("tensorflow")
+    from edgecnn.train.keras_model import import_keras
+
+    try:
+        tf, _ = import_keras()  # quietly, whichever TensorFlow wheel is installed
+    except MissingDependencyError as exc:
+        raise ImportError(str(exc)) from None  # the caller then tries the next runtime
     return _TfLiteModule(tf.lite.Interpreter, tf.lite.experimental.OpResolverType)
 
 

@@ -12,7 +12,8 @@ import click
 
 from edgecnn import __version__
 from edgecnn.cli import render
-from edgecnn.cli.progress import epoch_printer, stage_progress
+from edgecnn.cli.finetune_cmd import finetune
+from edgecnn.cli.progress import epoch_printer, stage_progress, warn_skipped
 from edgecnn.convert import IO_TYPES, QUANTIZE_MODES
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import write_bytes_atomic
@@ -86,17 +87,7 @@ def _target_or_here(options: dict[str, Any]) -> tuple[Any, int | None]:
 
 def _emit(result: Any, as_json: bool, text: Any) -> None:
     click.echo(render.as_json(result) if as_json else text(result), nl=not as_json)
-    _warn_skipped(getattr(result, "skipped", []))  # the demo reads only files it wrote itself
-
-
-def _warn_skipped(skipped: list[Any]) -> None:
-    """Skipped files are never silent: the count goes to stderr as well as into the report."""
-    if skipped:
-        click.echo(
-            f"edgecnn: warning: skipped {len(skipped)} unreadable or non-image file(s), listed in the report "
-            "(--strict makes this an error)",
-            err=True,
-        )
+    warn_skipped(getattr(result, "skipped", []))  # the demo reads only files it wrote itself
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -334,7 +325,7 @@ def validate(
         if json_file:
             write_bytes_atomic(_checked_output(json_file), render.as_json(payload).encode())
         click.echo(render.validation(report))
-    _warn_skipped(report.skipped)
+    warn_skipped(report.skipped)
     if not report.passed:
         for gate in report.gates:
             if not gate.passed:
@@ -470,6 +461,9 @@ def agent() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     serve(sys.stdin.buffer, replies)
+
+
+cli.add_command(finetune)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -44,3 +45,13 @@ def epoch_printer(quiet: bool) -> Callable[[int, int, dict[str, float]], None]:
             click.echo(f"epoch {epoch}/{total}  {shown}", err=True)
 
     return report
+
+
+def warn_skipped(skipped: list[Any]) -> None:
+    """Skipped files are never silent: the count goes to stderr as well as into the report."""
+    if skipped:
+        click.echo(
+            f"edgecnn: warning: skipped {len(skipped)} unreadable or non-image file(s), listed in the report "
+            "(--strict makes this an error)",
+            err=True,
+        )

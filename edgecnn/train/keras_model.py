@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from edgecnn.bundle import ModelInfo, check_model_file, read_keras_info
 from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
+from edgecnn.fileio import captured_native_stderr
 
 
 def import_keras() -> tuple[Any, Any]:
@@ -21,8 +23,14 @@ def import_keras() -> tuple[Any, Any]:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO/WARNING lines out
     try:
-        import keras
-        import tensorflow as tf
+        # The full ``tensorflow`` wheel (the qat extra pulls it in beside tensorflow-cpu) probes for CUDA when it
+        # loads and when it first lists devices, and says so on the C-level stderr whatever TF_CPP_MIN_LOG_LEVEL
+        # is: do both here, with that stream captured (it is replayed only if the import fails).
+        with captured_native_stderr(on_error=sys.stderr.write):
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
     except ImportError:
         raise MissingDependencyError(
             "tensorflow", extra="train", purpose="train, convert or run .keras models"

@@ -12,7 +12,7 @@ from helpers import run_cli
 
 from edgecnn.cli.main import cli
 
-PROGRESS_COMMANDS = {"train", "convert", "validate", "run", "demo", "bench"}
+PROGRESS_COMMANDS = {"train", "convert", "validate", "run", "demo", "bench", "diagnose", "finetune"}
 
 
 @pytest.mark.parametrize("command", sorted(name for name, c in cli.commands.items() if not c.hidden))
@@ -31,7 +31,7 @@ def test_hidden_agent_is_only_the_ssh_agent() -> None:
 def test_top_level_help_and_version() -> None:
     assert run_cli("--version").stdout.strip().startswith("edgecnn, version ")
     result = run_cli("--help")
-    for command in ("train", "convert", "validate", "run", "demo", "targets", "check", "bench"):
+    for command in ("train", "convert", "validate", "run", "demo", "targets", "check", "bench", "diagnose", "finetune"):
         assert command in result.stdout
 
 

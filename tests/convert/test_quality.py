@@ -2,13 +2,14 @@
 and recovered; and a calibration set from the wrong distribution, named as the cause.
 
 The broken model is the spine's model with one channel of ``block1`` scaled up 1000x after batch norm and the
-next convolution's weights for it scaled down 1000x: the float model computes exactly the same function (ReLU
-is positively homogeneous), but that channel alone sets the int8 range of the layer's output, so every other
-channel rounds to zero — the classic outlier-range failure.
+next convolution's weights for it scaled down 1000x (tools/outlier_model.py): the float model computes exactly
+the same function (ReLU is positively homogeneous), but that channel alone sets the int8 range of the layer's
+output, so every other channel rounds to zero — the classic outlier-range failure.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -17,28 +18,21 @@ import pytest
 from helpers import copy_subset, run_cli
 from PIL import Image
 
-from edgecnn.bundle import embed_keras_info, read_tflite_info
+from edgecnn.bundle import read_tflite_info
 
 FACTOR = 1000.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def outlier_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
-    from edgecnn.train.keras_model import load_keras_model
-
-    model, info = load_keras_model(cifar_models["keras"])
-    norm, conv = model.get_layer("block1_bn1"), model.get_layer("block1_conv2")
-    gamma, beta, mean, var = (w.copy() for w in norm.get_weights())
-    kernel, *rest = (w.copy() for w in conv.get_weights())
-    channel = int(np.argmax(beta + gamma))  # a channel that is active after the ReLU
-    gamma[channel] *= FACTOR
-    beta[channel] *= FACTOR
-    kernel[:, :, channel, :] /= FACTOR
-    norm.set_weights([gamma, beta, mean, var])
-    conv.set_weights([kernel, *rest])
+    """The spine's model with an outlier channel added by tools/outlier_model.py."""
+    spec = importlib.util.spec_from_file_location("outlier_model", ROOT / "tools" / "outlier_model.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
     path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
-    model.save(path)
-    embed_keras_info(path, info)
+    tool.write_outlier_model(cifar_models["keras"], path, factor=FACTOR)
     return path
 
 
