@@ -174,3 +174,14 @@ def test_the_report_shows_it(outlier_model: Path, cifar_train: Path, held_out: P
     assert bad.exit_code == 2 and "is a file" in bad.stderr
     lone = run_cli("validate", held_out, "-r", outlier_model, "-c", plain, "--calibration", cifar_train)
     assert lone.exit_code == 2 and "use it with --report" in lone.stderr
+
+
+def test_diagnose_bad_input(cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path) -> None:
+    for args, message in [
+        ([tmp_path / "nope.keras", "--calibration", cifar_train], "does not exist"),
+        ([cifar_models["int8"], "--calibration", cifar_train], "must be a .keras file"),
+        ([cifar_models["keras"], "--calibration", tmp_path / "nope"], "does not exist"),
+        ([cifar_models["keras"], "--calibration", cifar_train, "--candidate", tmp_path / "x.tflite"], "does not exist"),
+    ]:
+        result = run_cli("diagnose", *args)
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr, args
