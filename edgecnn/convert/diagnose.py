@@ -21,10 +21,10 @@ import numpy as np
 
 from edgecnn.convert.tflite import (
     CalibrationSet,
-    _static_batch_model,
     converted_quietly,
     converter_for,
     load_calibration,
+    static_batch_model,
 )
 from edgecnn.data import Progress, load_images, no_progress, scan_folder
 from edgecnn.preprocess import Preprocessing
@@ -160,7 +160,7 @@ def layer_errors(
     from edgecnn.train.keras_model import import_keras
 
     tf, keras = import_keras()
-    static = _static_batch_model(keras, model)
+    static = static_batch_model(keras, model)
     converter = converter_for(tf, static, "int8", calibration.representative, "int8")
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted or None)
     buffer = io.StringIO()

@@ -24,10 +24,11 @@ from typing import Any
 from edgecnn.convert.tflite import (
     CalibrationSet,
     ConversionResult,
-    _static_batch_model,
     converted_quietly,
     converter_for,
     load_calibration,
+    run_converter,
+    static_batch_model,
     write_bundle,
 )
 from edgecnn.data import Progress, load_images, no_progress, scan_folder, scan_images
@@ -177,10 +178,10 @@ def convert_with_gate(
     out_path = check_output_path(out, suffixes=(".tflite",))
     model, info = load_keras_model(model_path)
     tf, keras = import_keras()
-    static = _static_batch_model(keras, model)
+    static = static_batch_model(keras, model)
     images = _data_images(data, info.labels, info.preprocessing, limit_per_class, strict, on_progress)
     reference = KerasRunner(Path(model_path))
-    float_size = len(converted_quietly(converter_for(tf, static, "none", None, "float32").convert))
+    float_size = len(run_converter(tf, static, "none", None, "float32"))
     attempts: list[Attempt] = []
     written: dict[str, tuple[bytes, str, CalibrationSet, dict[str, Any]]] = {}
 
@@ -209,7 +210,7 @@ def convert_with_gate(
             return report.passed
 
         def convert_int8(calib: CalibrationSet, quantize: str = "int8", io_type: str = io) -> bytes:
-            return bytes(converted_quietly(converter_for(tf, static, quantize, calib.representative, io_type).convert))
+            return run_converter(tf, static, quantize, calib.representative, io_type)
 
         calib = load(calibration_size)
         passed = attempt("int8", f"{len(calib.images)} calibration images", convert_int8(calib), "int8", calib, {})

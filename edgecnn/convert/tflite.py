@@ -64,7 +64,7 @@ class ConversionResult:
         }
 
 
-def _static_batch_model(keras: Any, model: Any) -> Any:
+def static_batch_model(keras: Any, model: Any) -> Any:
     """The same network with a batch-1 input: no SHAPE/STRIDED_SLICE ops, as micro and Edge TPU need.
 
     The model is called on a new fixed-batch ``Input`` (the weights are shared, not copied); the names
@@ -133,10 +133,10 @@ def convert(
         else None
     )
     tf, keras = import_keras()
-    static = _static_batch_model(keras, model)
-    float_bytes = _run_converter(tf, static, "none", None, "float32")
+    static = static_batch_model(keras, model)
+    float_bytes = run_converter(tf, static, "none", None, "float32")
     representative = calibration_set.representative if calibration_set else None
-    flatbuffer = float_bytes if quantize == "none" else _run_converter(tf, static, quantize, representative, io_type)
+    flatbuffer = float_bytes if quantize == "none" else run_converter(tf, static, quantize, representative, io_type)
     return write_bundle(
         out_path,
         flatbuffer,
@@ -271,7 +271,7 @@ def converted_quietly(action: Callable[[], Any]) -> Any:
         return action()
 
 
-def _run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> bytes:
+def run_converter(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> bytes:
     """Configure TFLiteConverter for one quantization mode and convert, keeping its log off the console."""
     converter = converter_for(tf, model, quantize, representative, io_type)
     return bytes(converted_quietly(converter.convert))

@@ -22,9 +22,9 @@ from edgecnn.bundle import read_keras_info
 from edgecnn.convert.tflite import (
     IO_TYPES,
     ConversionResult,
-    _run_converter,
-    _static_batch_model,
     load_calibration,
+    run_converter,
+    static_batch_model,
     write_bundle,
 )
 from edgecnn.data import LoadedImages, Progress, Sample, load_images, no_progress, scan_folder, split_samples
@@ -298,10 +298,10 @@ def finetune_qat(
         )
     metrics = {k: round(float(v[-1]), 6) for k, v in history.history.items()}
 
-    flatbuffer = _run_converter(tf, _static_batch_model(tf_keras, qat_model), "int8", calibration.representative, io)
+    flatbuffer = run_converter(tf, static_batch_model(tf_keras, qat_model), "int8", calibration.representative, io)
     _check_graph(flatbuffer, spec.shape, io)
     # The float size is the one ``edgecnn convert --quantize none`` reports for the source model.
-    float_bytes = _run_converter(tf, _static_batch_model(keras, model), "none", None, "float32")
+    float_bytes = run_converter(tf, static_batch_model(keras, model), "none", None, "float32")
     record = {
         "source": Path(model_path).name,
         "epochs": epochs,
