@@ -1,7 +1,7 @@
 """``edgecnn finetune``: quantization-aware fine-tuning of a trained model, converted to int8 TFLite.
 
-Registered by ``edgecnn.cli.main`` (``cli.add_command(finetune)``). This module does not import ``main``, so
-``main`` can import it at the top without a cycle; the few lines it shares with ``main`` are repeated here.
+Registered by ``edgecnn.cli.main`` (``cli.add_command(finetune)``); it does not import ``main``, so ``main`` can
+import it at the top without a cycle.
 """
 
 from __future__ import annotations
