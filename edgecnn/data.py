@@ -210,6 +210,24 @@ def load_images(
     )
 
 
+def load_labelled(
+    root: str | os.PathLike[str],
+    labels: Sequence[str],
+    spec: Preprocessing,
+    *,
+    limit_per_class: int | None = None,
+    strict: bool = False,
+    on_progress: Progress | None = None,
+) -> LoadedImages:
+    """Scan a labelled folder whose classes are (a subset of) a model's ``labels`` and preprocess its images.
+
+    Files that are not images are skipped and listed, as are unreadable images unless ``strict``.
+    """
+    folder = scan_folder(root, limit_per_class=limit_per_class, labels=labels)
+    advance = (on_progress or no_progress)("loading images", len(folder.samples))
+    return load_images(folder.samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
+
+
 def _by_class(samples: Sequence[Sample]) -> dict[int, list[Sample]]:
     groups: dict[int, list[Sample]] = {}
     for sample in samples:

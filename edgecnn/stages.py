@@ -101,24 +101,14 @@ def compare_scores(
     )
 
 
-def _scores(runner: Runner, images: np.ndarray, batch_size: int, advance: Callable[[int], None]) -> np.ndarray:
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        outputs.append(np.asarray(runner.predict(chunk), dtype=np.float32))
-        advance(len(chunk))
-    try:
-        return np.concatenate(outputs)
-    finally:
-        runner.close()
-
-
 def run_stages(
     reference_path: str | os.PathLike[str],
     candidate_path: str | os.PathLike[str],
     images: LoadedImages,
     *,
     batch_size: int = 64,
+    reference_scores: np.ndarray | None = None,
+    candidate_scores: np.ndarray | None = None,
     on_progress: Progress | None = None,
 ) -> StageReport:
     """Run the images through every stage, here, and compare consecutive stages.
@@ -127,6 +117,10 @@ def run_stages(
     folder) → the candidate with the default kernels → the candidate with the reference kernels. With a float
     ``.tflite`` reference the chain starts at TFLite float.
 
+    Args:
+        reference_scores / candidate_scores: the reference's and the candidate's (default kernels) scores on
+            these images when already computed (by validation): those stages are not run again.
+
     Raises:
         MissingDependencyError: a ``.keras`` reference without TensorFlow installed.
     """
@@ -134,29 +128,46 @@ def run_stages(
 
     candidate = Path(candidate_path)
     reference = Path(reference_path)
+    converted = "(converted from the reference)"
     with tempfile.TemporaryDirectory(prefix="edgecnn-stages-") as folder:
-        chain: list[tuple[str, Path, Callable[[], Runner]]] = []
+        # (name, model shown, how to open it, scores already known)
+        chain: list[tuple[str, str, Callable[[], Runner], np.ndarray | None]] = []
         if reference.suffix.lower() == ".keras":
             from edgecnn.convert import convert
 
             float_model = convert(reference, Path(folder) / "float.tflite", quantize="none").path
-            chain.append(("keras float", reference, lambda: open_runner(reference)))
-            chain.append(("tflite float", float_model, lambda: TFLiteRunner(float_model)))
+            chain.append(("keras float", str(reference), lambda: open_runner(reference), reference_scores))
+            chain.append(("tflite float", converted, lambda: TFLiteRunner(float_model), None))
         else:
-            chain.append(("tflite float", reference, lambda: open_runner(reference)))
-        chain.append(("tflite int8", candidate, lambda: TFLiteRunner(candidate)))
+            chain.append(("tflite float", str(reference), lambda: open_runner(reference), reference_scores))
+        chain.append(("tflite int8", str(candidate), lambda: TFLiteRunner(candidate), candidate_scores))
         chain.append(
-            ("tflite int8 (reference kernels)", candidate, lambda: TFLiteRunner(candidate, reference_kernels=True))
+            (
+                "tflite int8 (reference kernels)",
+                str(candidate),
+                lambda: TFLiteRunner(candidate, reference_kernels=True),
+                None,
+            )
         )
-        advance = (on_progress or no_progress)("running the stages", len(chain) * len(images))
-        scores = [_scores(make(), images.images, batch_size, advance) for _, _, make in chain]
+        to_run = sum(known is None for *_, known in chain)
+        advance = (on_progress or no_progress)("running the stages", to_run * len(images))
+        scores = [known if known is not None else _scores(make(), images.images, batch_size, advance)
+                  for _, _, make, known in chain]  # fmt: skip
     stages = [
-        Stage(name, str(path) if path != Path(folder) / "float.tflite" else "(converted from the reference)",
-              float(np.mean(s.argmax(1) == images.labels)))
-        for (name, path, _), s in zip(chain, scores)
-    ]  # fmt: skip
+        Stage(name, model, float(np.mean(s.argmax(1) == images.labels)))
+        for (name, model, _, _), s in zip(chain, scores)
+    ]
     comparisons = [
         compare_scores(scores[i], scores[i + 1], images.labels, names=(chain[i][0], chain[i + 1][0]))
         for i in range(len(chain) - 1)
     ]
     return StageReport(stages, comparisons)
+
+
+def _scores(runner: Runner, images: np.ndarray, batch_size: int, advance: Callable[[int], None]) -> np.ndarray:
+    from edgecnn.validate import predict_all
+
+    try:
+        return predict_all(runner, images, batch_size, advance).astype(np.float32)
+    finally:
+        runner.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import LoadedImages, Progress, ProgressFn, load_images, no_progress, scan_folder
+from edgecnn.data import LoadedImages, Progress, ProgressFn, load_labelled, no_progress
 from edgecnn.errors import UsageError
 from edgecnn.runners import Runner, open_on, open_runner
 from edgecnn.targets.base import Target
@@ -148,7 +148,8 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     return matrix
 
 
-def _predict_all(runner: Runner, images: np.ndarray, batch_size: int, on_progress: ProgressFn | None) -> np.ndarray:
+def predict_all(runner: Runner, images: np.ndarray, batch_size: int, on_progress: ProgressFn | None) -> np.ndarray:
+    """Scores of ``runner`` for all ``images``, ``batch_size`` at a time, reporting progress per batch."""
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -158,32 +159,9 @@ def _predict_all(runner: Runner, images: np.ndarray, batch_size: int, on_progres
     return np.concatenate(outputs)
 
 
-def validate(
-    reference: Runner,
-    candidate: Runner,
-    images: LoadedImages,
-    *,
-    max_drop: float | None = 1.0,
-    min_agreement: float | None = None,
-    batch_size: int = 64,
-    on_progress: ProgressFn | None = None,
-) -> ValidationReport:
-    """Run both models on the same preprocessed images and apply the gates.
-
-    Args:
-        reference: the model that was validated (usually float).
-        candidate: the model that will ship (usually int8).
-        images: preprocessed images with labels indexing ``candidate.info.labels``.
-        max_drop: largest allowed accuracy drop in percentage points (None: no gate).
-        min_agreement: smallest allowed top-1 agreement, a fraction in [0, 1] (None: no gate).
-        batch_size: images per call to each runner.
-        on_progress: called with the number of images done, twice per image (once per model).
-
-    Raises:
-        UsageError: the two models disagree on labels or preprocessing, or a gate threshold is out of range.
-    """
-    labels = candidate.info.labels
-    if reference.info.labels != labels:
+def _check_pair(reference: Runner, candidate: Runner, *, max_drop: float | None, min_agreement: float | None) -> None:
+    """Refuse models that cannot be compared, and gate thresholds out of range, before any work."""
+    if reference.info.labels != candidate.info.labels:
         raise UsageError("reference and candidate have different labels: compare models trained on the same classes")
     if reference.info.preprocessing != candidate.info.preprocessing:
         raise UsageError(
@@ -194,8 +172,23 @@ def validate(
         raise UsageError(f"--min-agreement is a fraction between 0 and 1, not {min_agreement}")
     if max_drop is not None and max_drop < 0:
         raise UsageError(f"--max-drop is in percentage points and cannot be negative, not {max_drop}")
-    ref_pred = _predict_all(reference, images.images, batch_size, on_progress).argmax(axis=1)
-    cand_pred = _predict_all(candidate, images.images, batch_size, on_progress).argmax(axis=1)
+
+
+def compare(
+    labels: list[str],
+    images: LoadedImages,
+    reference_scores: np.ndarray,
+    candidate_scores: np.ndarray,
+    *,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+) -> ValidationReport:
+    """The report and gates from both models' scores on the same images (:func:`validate` without running them).
+
+    Callers that try several candidates against one reference (``convert --max-drop``) run the reference once.
+    """
+    ref_pred = np.asarray(reference_scores).argmax(axis=1)
+    cand_pred = np.asarray(candidate_scores).argmax(axis=1)
     truth = images.labels
     k = len(labels)
     ref_cm = confusion_matrix(truth, ref_pred, k)
@@ -241,6 +234,41 @@ def validate(
     return report
 
 
+def validate(
+    reference: Runner,
+    candidate: Runner,
+    images: LoadedImages,
+    *,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+    batch_size: int = 64,
+    on_progress: ProgressFn | None = None,
+) -> ValidationReport:
+    """Run both models on the same preprocessed images and apply the gates.
+
+    Args:
+        reference: the model that was validated (usually float).
+        candidate: the model that will ship (usually int8).
+        images: preprocessed images with labels indexing ``candidate.info.labels``.
+        max_drop: largest allowed accuracy drop in percentage points (None: no gate).
+        min_agreement: smallest allowed top-1 agreement, a fraction in [0, 1] (None: no gate).
+        batch_size: images per call to each runner.
+        on_progress: called with the number of images done, twice per image (once per model).
+
+    Raises:
+        UsageError: the two models disagree on labels or preprocessing, or a gate threshold is out of range.
+    """
+    _check_pair(reference, candidate, max_drop=max_drop, min_agreement=min_agreement)
+    return compare(
+        candidate.info.labels,
+        images,
+        predict_all(reference, images.images, batch_size, on_progress),
+        predict_all(candidate, images.images, batch_size, on_progress),
+        max_drop=max_drop,
+        min_agreement=min_agreement,
+    )
+
+
 def validate_models(
     reference_path: str | os.PathLike[str],
     candidate_path: str | os.PathLike[str],
@@ -277,29 +305,39 @@ def validate_models(
     try:
         reference = open_runner(reference_path, num_threads=num_threads)
         try:
-            folder = scan_folder(data, limit_per_class=limit_per_class, labels=candidate.info.labels)
+            _check_pair(reference, candidate, max_drop=max_drop, min_agreement=min_agreement)
             stage = on_progress or no_progress
-            loaded = load_images(
-                folder.samples,
+            loaded = load_labelled(
+                data,
+                candidate.info.labels,
                 candidate.info.preprocessing,
+                limit_per_class=limit_per_class,
                 strict=strict,
-                skipped=folder.skipped,
-                on_progress=stage("loading images", len(folder.samples)),
+                on_progress=on_progress,
             )
-            report = validate(
-                reference,
-                candidate,
+            advance = stage("running both models", 2 * len(loaded))
+            reference_scores = predict_all(reference, loaded.images, batch_size, advance)
+            candidate_scores = predict_all(candidate, loaded.images, batch_size, advance)
+            report = compare(
+                candidate.info.labels,
                 loaded,
+                reference_scores,
+                candidate_scores,
                 max_drop=max_drop,
                 min_agreement=min_agreement,
-                batch_size=batch_size,
-                on_progress=stage("running both models", 2 * len(loaded)),
             )
             if stages:
                 from edgecnn.stages import run_stages
 
                 report.stages = run_stages(
-                    reference_path, candidate_path, loaded, batch_size=batch_size, on_progress=on_progress
+                    reference_path,
+                    candidate_path,
+                    loaded,
+                    batch_size=batch_size,
+                    reference_scores=reference_scores,
+                    # The candidate's default-kernel stage is the run above only when it ran here.
+                    candidate_scores=candidate_scores if target is None else None,
+                    on_progress=on_progress,
                 )
             report.candidate_target = target.where if target is not None else "host"
             report.candidate_runtime = str(getattr(candidate, "runtime", ""))

@@ -26,7 +26,7 @@ from edgecnn.convert.tflite import (
     load_calibration,
     static_batch_model,
 )
-from edgecnn.data import Progress, load_images, no_progress, scan_folder
+from edgecnn.data import Progress, load_labelled
 from edgecnn.preprocess import Preprocessing
 from edgecnn.targets.base import Finding
 
@@ -349,13 +349,8 @@ def diagnose(
     data_images = None
     skipped = list(calibration_set.skipped)
     if data is not None:
-        samples = scan_folder(data, limit_per_class=data_limit, labels=info.labels)
-        loaded = load_images(
-            samples.samples,
-            spec,
-            strict=strict,
-            skipped=samples.skipped,
-            on_progress=(on_progress or no_progress)("loading data images", len(samples.samples)),
+        loaded = load_labelled(
+            data, info.labels, spec, limit_per_class=data_limit, strict=strict, on_progress=on_progress
         )
         data_images, skipped = loaded.images, skipped + loaded.skipped
     layers, _ = layer_errors(model, calibration_set)

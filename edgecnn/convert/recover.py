@@ -31,7 +31,7 @@ from edgecnn.convert.tflite import (
     static_batch_model,
     write_bundle,
 )
-from edgecnn.data import Progress, load_images, no_progress, scan_folder, scan_images
+from edgecnn.data import Progress, load_labelled, scan_images
 from edgecnn.errors import UsageError
 from edgecnn.fileio import check_output_path
 from edgecnn.graph import ModelGraph, read_graph
@@ -98,7 +98,7 @@ class RecoveryResult:
     @property
     def chosen(self) -> Attempt:
         """The attempt that was written."""
-        return next(a for a in self.attempts if a.passed) if self.passed else _best(self.attempts)
+        return _chosen(self.attempts, self.passed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the conversion's keys plus ``recovery``."""
@@ -113,8 +113,10 @@ class RecoveryResult:
         }
 
 
-def _best(attempts: list[Attempt]) -> Attempt:
-    # Highest accuracy; among equals the earliest (the plainest model).
+def _chosen(attempts: list[Attempt], passed: bool) -> Attempt:
+    """The first attempt that passed; when none did, the most accurate (the earliest, plainest, among equals)."""
+    if passed:
+        return next(a for a in attempts if a.passed)
     return max(attempts, key=lambda a: (a.accuracy, -attempts.index(a)))
 
 
@@ -129,13 +131,6 @@ def target_support(graph: ModelGraph, quantization: str) -> tuple[bool, dict[str
     full_integer = inner_floats <= 0
     int8_only = full_integer and quantization == "int8" and "int16" not in graph.tensor_dtypes
     return full_integer, {"host": True, "rpi": True, "micro": int8_only, "coral": int8_only}
-
-
-def _data_images(data: str | os.PathLike[str], labels: list[str], spec: Any, limit: int | None, strict: bool,
-                 on_progress: Progress | None) -> Any:  # fmt: skip
-    folder = scan_folder(data, limit_per_class=limit, labels=labels)
-    advance = (on_progress or no_progress)("loading validation images", len(folder.samples))
-    return load_images(folder.samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
 
 
 def convert_with_gate(
@@ -171,7 +166,7 @@ def convert_with_gate(
     from edgecnn.convert.diagnose import layer_errors, rank_suspects
     from edgecnn.interpreter import TFLiteRunner
     from edgecnn.train.keras_model import KerasRunner, import_keras, load_keras_model
-    from edgecnn.validate import validate
+    from edgecnn.validate import compare, predict_all
 
     if max_drop < 0:
         raise UsageError(f"--max-drop is in percentage points and cannot be negative, not {max_drop}")
@@ -179,11 +174,13 @@ def convert_with_gate(
     model, info = load_keras_model(model_path)
     tf, keras = import_keras()
     static = static_batch_model(keras, model)
-    images = _data_images(data, info.labels, info.preprocessing, limit_per_class, strict, on_progress)
+    images = load_labelled(data, info.labels, info.preprocessing, limit_per_class=limit_per_class, strict=strict,
+                           on_progress=on_progress)  # fmt: skip
     reference = KerasRunner(Path(model_path))
+    reference_scores = predict_all(reference, images.images, 64, None)  # once: every attempt is compared with it
     float_size = len(run_converter(tf, static, "none", None, "float32"))
     attempts: list[Attempt] = []
-    written: dict[str, tuple[bytes, str, CalibrationSet, dict[str, Any]]] = {}
+    built: list[tuple[bytes, str, CalibrationSet, dict[str, Any]]] = []  # what each attempt wrote, in order
 
     def load(size: int) -> CalibrationSet:
         return load_calibration(calibration, info.preprocessing, size=size, seed=seed, strict=strict,
@@ -198,15 +195,16 @@ def convert_with_gate(
                          calibration=calib, float_size_bytes=float_size, extra=extra)  # fmt: skip
             candidate = TFLiteRunner(path)
             try:
-                report = validate(reference, candidate, images, max_drop=max_drop)
+                scores = predict_all(candidate, images.images, 64, None)
             finally:
                 candidate.close()
+            report = compare(info.labels, images, reference_scores, scores, max_drop=max_drop)
             full_integer, targets = target_support(read_graph(flatbuffer), quantization)
             attempts.append(
                 Attempt(name, detail, quantization, report.reference_accuracy, report.candidate_accuracy,
                         report.accuracy_drop_pp, report.passed, len(flatbuffer), full_integer, targets)
             )  # fmt: skip
-            written[name + detail] = (flatbuffer, quantization, calib, extra)
+            built.append((flatbuffer, quantization, calib, extra))
             return report.passed
 
         def convert_int8(calib: CalibrationSet, quantize: str = "int8", io_type: str = io) -> bytes:
@@ -235,8 +233,7 @@ def convert_with_gate(
         if not passed:
             passed = attempt("16x8", "16-bit activations, 8-bit weights, float32 I/O",
                              convert_int8(calib, "16x8", "float32"), "16x8", calib, {})  # fmt: skip
-    chosen_attempt = next(a for a in attempts if a.passed) if passed else _best(attempts)
-    flatbuffer, quantization, calib, extra = written[chosen_attempt.name + chosen_attempt.detail]
+    flatbuffer, quantization, calib, extra = built[attempts.index(_chosen(attempts, passed))]
     target = out_path if passed else out_path.with_name(f"{out_path.stem}.best-attempt.tflite")
     summary = {"max_drop": max_drop, "passed": passed, "attempts": [a.to_dict() for a in attempts]}
     conversion = write_bundle(target, flatbuffer, info, model_path=Path(model_path), quantization=quantization,
