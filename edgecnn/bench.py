@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ class BenchResult:
         runs / warmup: timed runs, and untimed runs before them.
         inputs: ``random`` or ``images:N`` (N real images, cycled).
         init_ms: loading the model and allocating its tensors.
-        latency_ms: min, p50, p90, max, mean and std of one run.
+        latency_ms: min, p50, p90, max, mean and std of one run; None where the tool that timed the runs does not
+            report that statistic (TFLite's benchmark_model reports no p90, and a median only in recent versions).
         throughput: images per second over the timed runs (batch x runs / their total time).
         machine: the CPU architecture, system and number of CPUs where it ran.
         skipped: image files left out (unreadable or not images).
@@ -53,7 +54,7 @@ class BenchResult:
     warmup: int
     inputs: str
     init_ms: float
-    latency_ms: dict[str, float]
+    latency_ms: dict[str, float | None]
     throughput: float
     machine: dict[str, Any] = field(default_factory=dict)
     skipped: list[Any] = field(default_factory=list)
@@ -90,10 +91,14 @@ class BenchResult:
             warmup=int(data["warmup"]),
             inputs=str(data["inputs"]),
             init_ms=float(data["init_ms"]),
-            latency_ms={k: float(data["latency_ms"][k]) for k in LATENCY_KEYS},
+            latency_ms={k: _optional_float(data["latency_ms"][k]) for k in LATENCY_KEYS},
             throughput=float(data["throughput"]),
             machine=dict(data.get("machine", {})),
         )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def machine_summary() -> dict[str, Any]:
@@ -204,6 +209,7 @@ def benchmark(
     num_threads: int | None = None,
     runtime: str | None = None,
     xnnpack: bool = True,
+    delegates: Sequence[Any] = (),
     seed: int = 0,
     on_progress: ProgressFn | None = None,
 ) -> BenchResult:
@@ -219,6 +225,7 @@ def benchmark(
         num_threads: interpreter threads (None: the runtime's default).
         runtime: force one interpreter package.
         xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only, for comparison).
+        delegates: delegates to apply (an accelerator's, from the runtime's ``load_delegate``).
         seed: seed of the random inputs.
         on_progress: called with 1 after each timed run.
 
@@ -229,7 +236,7 @@ def benchmark(
 
     check_counts(runs=runs, warmup=warmup, batch=batch)
     start = time.perf_counter()
-    runner = TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime, xnnpack=xnnpack)
+    runner = TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime, xnnpack=xnnpack, delegates=delegates)
     try:
         runner.resize(batch)
         init_ms = (time.perf_counter() - start) * 1000.0

@@ -44,3 +44,8 @@ class UnknownTargetError(UsageError):
 
 class TargetUnavailableError(EdgecnnError):
     """A target that cannot be reached or used from here (no runtime, host unreachable...), with the fix."""
+
+
+class EdgecnnWarning(UserWarning):
+    """Something the user should know that does not stop the work (a model running on the CPU instead of the
+    accelerator it was meant for...). The CLI prints it as one ``edgecnn: warning:`` line on stderr."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,16 @@ def _tensorflow() -> Any:
         tf, _ = import_keras()  # quietly, whichever TensorFlow wheel is installed
     except MissingDependencyError as exc:
         raise ImportError(str(exc)) from None  # the caller then tries the next runtime
-    return _TfLiteModule(tf.lite.Interpreter, tf.lite.experimental.OpResolverType)
+    return _TfLiteModule(tf.lite.Interpreter, tf.lite.experimental.OpResolverType, tf.lite.experimental.load_delegate)
 
 
 class _TfLiteModule:
-    """tf.lite keeps Interpreter and OpResolverType in different places; present them like the others."""
+    """tf.lite keeps Interpreter, OpResolverType and load_delegate in different places; present them like the others."""
 
-    def __init__(self, interpreter: Any, resolver: Any) -> None:
+    def __init__(self, interpreter: Any, resolver: Any, load_delegate: Any) -> None:
         self.Interpreter = interpreter
         self.OpResolverType = resolver
+        self.load_delegate = load_delegate
 
 
 _LOADERS: dict[str, Callable[[], Any]] = {
@@ -86,6 +87,7 @@ def load_interpreter(
     reference_kernels: bool = False,
     xnnpack: bool = True,
     runtime: str | None = None,
+    delegates: Sequence[Any] = (),
 ) -> Any:
     """Create an interpreter for a ``.tflite`` file and allocate its tensors.
 
@@ -97,13 +99,17 @@ def load_interpreter(
         xnnpack: apply the XNNPACK delegate (the runtimes' default); False keeps TFLite's optimized builtin
             kernels only.
         runtime: force one of :data:`RUNTIMES`.
+        delegates: delegates from the runtime's ``load_delegate`` (the Edge TPU's), applied in order.
 
     Raises:
         ModelFormatError: the file is not a TFLite model.
+        ModelLoadError: the interpreter refused it (an operation it has no kernel for...).
     """
     model = check_model_file(model_path, suffixes=(".tflite",))
     _, module = runtime_module(runtime)
     options: dict[str, Any] = {"model_path": str(model), "num_threads": num_threads}
+    if delegates:
+        options["experimental_delegates"] = list(delegates)
     if reference_kernels:
         options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_REF
     elif not xnnpack:
@@ -115,10 +121,27 @@ def load_interpreter(
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(
-            f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert", reason=reason
-        ) from None
+        raise ModelLoadError(_load_failure(model, reason, delegated=bool(delegates)), reason=reason) from None
     return interpreter
+
+
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+"""The operation edgetpu_compiler puts in place of the graph it maps to the Edge TPU."""
+
+
+def _load_failure(model: Path, reason: str, *, delegated: bool) -> str:
+    """The one-line message for a model the interpreter refused, with the fix."""
+    if EDGETPU_CUSTOM_OP in reason:
+        if delegated:
+            return (
+                f"{model} is compiled for the Edge TPU but the delegate did not take its {EDGETPU_CUSTOM_OP}: "
+                "install the libedgetpu that matches the edgetpu_compiler that built it"
+            )
+        return (
+            f"{model} is compiled for the Edge TPU ({EDGETPU_CUSTOM_OP}) and runs only through the Edge TPU "
+            "delegate: use --target coral, or run the uncompiled model here"
+        )
+    return f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert"
 
 
 class TFLiteRunner:
@@ -131,6 +154,7 @@ class TFLiteRunner:
         xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only).
         max_batch: largest batch handed to the interpreter at once.
         runtime: force one interpreter package.
+        delegates: delegates to apply (see :func:`load_interpreter`).
 
     Raises:
         ModelFormatError: the model is not a TFLite model, or does not match its sidecar.
@@ -145,12 +169,18 @@ class TFLiteRunner:
         xnnpack: bool = True,
         max_batch: int = 64,
         runtime: str | None = None,
+        delegates: Sequence[Any] = (),
     ) -> None:
         self.path = Path(model_path)
         self.info: ModelInfo = read_tflite_info(self.path)
         self.runtime, _ = runtime_module(runtime)
         self._interpreter = load_interpreter(
-            self.path, num_threads=num_threads, reference_kernels=reference_kernels, xnnpack=xnnpack, runtime=runtime
+            self.path,
+            num_threads=num_threads,
+            reference_kernels=reference_kernels,
+            xnnpack=xnnpack,
+            runtime=runtime,
+            delegates=delegates,
         )
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()

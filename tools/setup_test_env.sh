@@ -17,6 +17,8 @@ wanted=(
     "openssh-client:/usr/bin/ssh"
     "qemu-user-static:/usr/bin/qemu-aarch64-static"
     "chromium-headless-shell:/usr/bin/chromium-headless-shell"
+    "adb:/usr/bin/adb"
+    "gcc:/usr/bin/gcc"
 )
 # Debian splits venv/ensurepip out of python3; the runtime venvs need it.
 if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a validation gate failed, 2 bad input (one line on stde
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ from edgecnn.cli import render
 from edgecnn.cli.finetune_cmd import finetune
 from edgecnn.cli.progress import epoch_printer, stage_progress, warn_skipped
 from edgecnn.convert import IO_TYPES, QUANTIZE_MODES
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.fileio import write_bytes_atomic
 from edgecnn.train.augment import AUGMENTATIONS
 
@@ -28,7 +29,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", EdgecnnWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except EdgecnnError as exc:
             click.echo(f"edgecnn: error: {exc}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
@@ -37,6 +41,17 @@ class _Group(click.Group):
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"edgecnn: error: {exc.strerror or exc}{where} (check the path and its permissions)", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Our warnings as one line each; anything else as Python shows it."""
+    if issubclass(category, EdgecnnWarning):
+        click.echo(f"edgecnn: warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def _quiet_option(f: Any) -> Any:
@@ -57,14 +72,25 @@ def _target_options(f: Any) -> Any:
             "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Extra OpenSSH -o option (repeat)."
         ),
         click.option("--remote-edgecnn", metavar="CMD", help="How to start edgecnn on the device [edgecnn]."),
+        click.option("--device", metavar="usb:N|pci:N", help="Which Edge TPU (coral) [the first found]."),
+        click.option("--serial", "-s", metavar="S", help="Which phone, as adb devices lists it (android)."),
+        click.option("--adb", metavar="PATH", help="The adb client (android) [adb on PATH]."),
+        click.option(
+            "--benchmark-binary", metavar="PATH", help="TFLite's benchmark_model for Android arm64 (android)."
+        ),
+        click.option("--delegate", metavar="NAME", help="cpu, xnnpack, gpu or nnapi (android) [xnnpack]."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _make_target(options: dict[str, Any]) -> Any:
-    """Pop the target options from a command's keyword arguments and build the target."""
+_TARGET_SPECIFIC = ("device", "serial", "adb", "benchmark_binary", "delegate")
+
+
+def _make_target(options: dict[str, Any], **more: Any) -> Any:
+    """Pop the target options from a command's keyword arguments and build the target (``more``: options of
+    one command only, such as check's --min-tpu-share)."""
     from edgecnn.targets import make_target
 
     return make_target(
@@ -73,6 +99,8 @@ def _make_target(options: dict[str, Any]) -> Any:
         host=options.pop("host"),
         ssh_options=options.pop("ssh_options"),
         remote_edgecnn=options.pop("remote_edgecnn"),
+        **{key: options.pop(key) for key in _TARGET_SPECIFIC},
+        **more,
     )
 
 
@@ -159,67 +187,49 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
 @click.option("--data", type=click.Path(), help="Labelled held-out images the --max-drop gate is measured on.")
 @click.option("--limit-per-class", type=int, help="Use only the first N images of each class of --data.")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable calibration image instead of skipping it.")
+@click.option(
+    "--target",
+    "-t",
+    help="Convert for this target and build what it needs (coral: full int8, pre-flight, edgetpu_compiler).",
+)
 @_quiet_option
 @_json_flag
-def convert(
-    model: str, out: str, quiet: bool, as_json: bool, max_drop: float | None, data: str | None, **options: Any
-) -> None:
+def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) -> None:
     """Convert a trained .keras MODEL to TFLite with a static batch-1 input.
 
     With --max-drop and --data, an int8 model that drops more than allowed is recovered automatically: more
     calibration images, then the worst layers kept in float (fewest first), then 16-bit activations. Exit 1
     when nothing passes; the best attempt is then written as OUT's stem + .best-attempt.tflite.
 
+    With --target the conversion is what the target runs, and the target builds from it: for coral, the
+    Edge TPU pre-flight, then edgetpu_compiler (when installed) writes OUT's stem + _edgetpu.tflite. Exit 1
+    when the target cannot run the model.
+
     \b
     Examples:
       edgecnn convert model.keras --out model_int8.tflite --quantize int8 --calibration photos/
       edgecnn convert model.keras --out model_int8.tflite --calibration photos/train --max-drop 1 --data photos/val
+      edgecnn convert model.keras --out model_int8.tflite --calibration photos/ --target coral --io uint8
     """
-    if max_drop is None and data is None:
-        if options.pop("limit_per_class") is not None:
-            from edgecnn.errors import UsageError
+    from edgecnn.convert.for_target import convert_for_target
 
-            raise UsageError("--limit-per-class applies to --data: use it with --max-drop and --data")
-        from edgecnn.convert import convert as convert_model
-
-        result = convert_model(model, out, on_progress=stage_progress(quiet), **options)
-        _emit(result, as_json, render.conversion)
-        return
-    from edgecnn.convert.recover import convert_with_gate
-
-    recovered = convert_with_gate(
-        model, out, **_recovery_options(options, max_drop, data), on_progress=stage_progress(quiet)
-    )
-    _emit(recovered, as_json, render.recovery)
-    if not recovered.passed:
+    result = convert_for_target(model, out, on_progress=stage_progress(quiet), **options)
+    _emit(result, as_json, render.target_conversion)
+    conversion = result.conversion
+    if not getattr(conversion, "passed", True):
+        chosen = conversion.chosen
         click.echo(
-            f"edgecnn: gate failed: max-drop: no attempt kept the drop within {max_drop:.2f} pp; the best "
-            f"({recovered.chosen.name}, drop {recovered.chosen.drop_pp:.2f} pp) is {recovered.conversion.path}",
+            f"edgecnn: gate failed: max-drop: no attempt kept the drop within {conversion.max_drop:.2f} pp; the best "
+            f"({chosen.name}, drop {chosen.drop_pp:.2f} pp) is {conversion.conversion.path}",
             err=True,
         )
         sys.exit(EXIT_GATE_FAILED)
-
-
-def _recovery_options(options: dict[str, Any], max_drop: float | None, data: str | None) -> dict[str, Any]:
-    """Check the options of a gated conversion and map them to :func:`convert_with_gate`'s arguments."""
-    from edgecnn.errors import UsageError
-
-    if max_drop is None or data is None:
-        raise UsageError("--max-drop and --data go together: the gate is measured on the images in --data")
-    if options["quantize"] != "int8":
-        raise UsageError("--max-drop gates int8 conversions: use it with --quantize int8")
-    if options["calibration"] is None:
-        raise UsageError("--quantize int8 needs calibration images: add --calibration DATA")
-    return {
-        "calibration": options["calibration"],
-        "data": data,
-        "max_drop": max_drop,
-        "calibration_size": options["calibration_size"],
-        "io": options["io"] or "int8",
-        "seed": options["seed"],
-        "limit_per_class": options["limit_per_class"],
-        "strict": options["strict"],
-    }
+    if result.build is not None:
+        for finding in result.build.findings:
+            if finding.severity in ("error", "warning") and finding.code != "op":
+                click.echo(f"edgecnn: {finding.severity}: {finding.message}", err=True)
+        if not result.build.passed:
+            sys.exit(EXIT_GATE_FAILED)
 
 
 @cli.command()
@@ -402,20 +412,28 @@ def targets(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("model", type=click.Path())
+@click.option(
+    "--min-tpu-share",
+    type=float,
+    metavar="F",
+    help="coral: fail (exit 1) when less than F (0-1) of the multiply-accumulates would run on the Edge TPU.",
+)
 @_target_options
 @_json_flag
-def check(model: str, as_json: bool, **options: Any) -> None:
+def check(model: str, as_json: bool, min_tpu_share: float | None, **options: Any) -> None:
     """Check that MODEL (a .tflite bundle) can run on a target: compatibility and budget findings.
 
-    Exit 0 when no finding is an error, 1 when one is, 2 for bad input.
+    Exit 0 when no finding is an error, 1 when one is, 2 for bad input. For coral it is the Edge TPU
+    pre-flight: each operation, where the compiler would cut the graph, and the share expected on the TPU.
 
     \b
-    Example:
+    Examples:
       edgecnn check --target rpi model_int8.tflite
+      edgecnn check --target coral model_int8.tflite --min-tpu-share 0.9
     """
     from edgecnn.targets import check_model
 
-    report = check_model(model, _make_target(options))
+    report = check_model(model, _make_target(options, min_tpu_share=min_tpu_share))
     _emit(report, as_json, render.check_report)
     if not report.passed:
         sys.exit(EXIT_GATE_FAILED)

@@ -176,11 +176,16 @@ def bench_result(result: Any) -> str:
         f"{result.model} on {result.target} ({where}, {machine.get('cpus', '?')} CPUs), {result.runtime}, "
         f"threads {threads}, batch {result.batch}, inputs {result.inputs}",
         f"init {result.init_ms:.2f} ms; {result.warmup} warm-up runs, {result.runs} timed runs",
-        f"latency ms: min {ms['min']:.3f}  p50 {ms['p50']:.3f}  p90 {ms['p90']:.3f}  max {ms['max']:.3f}  "
-        f"mean {ms['mean']:.3f} (std {ms['std']:.3f})",
+        f"latency ms: min {_ms(ms['min'])}  p50 {_ms(ms['p50'])}  p90 {_ms(ms['p90'])}  max {_ms(ms['max'])}  "
+        f"mean {_ms(ms['mean'])} (std {_ms(ms['std'])})",
         f"throughput: {result.throughput:.1f} images/s",
     ]
     return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def _ms(value: float | None) -> str:
+    """A latency in ms, or ``n/a`` for a statistic the timing tool does not report."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def stage_table(stages: Any) -> list[str]:
@@ -230,3 +235,21 @@ def recovery(result: Any) -> str:
     verb = "wrote" if result.passed else "no attempt passed; wrote the best attempt"
     lines.append(f"{verb} {result.conversion.path} ({chosen.name}: {chosen.detail})")
     return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def target_conversion(result: Any) -> str:
+    """``edgecnn convert [--target NAME]``: the conversion (or recovery), then what the target built.
+
+    The target's warnings and errors go to stderr, one line each, so only its informational lines are here.
+    """
+    from edgecnn.convert.recover import RecoveryResult
+
+    converted = result.conversion
+    text = recovery(converted) if isinstance(converted, RecoveryResult) else conversion(converted)
+    build = result.build
+    if build is None:
+        return text
+    lines = [text, f"target {build.target}: deploy {build.model}"]
+    lines += [f"  {f.code}: {f.message}" for f in build.findings if f.severity == "info" and f.code != "op"]
+    lines += [f"  wrote {path}" for path in build.files]
+    return "\n".join(lines)

@@ -39,6 +39,9 @@ from edgecnn.graph import ModelGraph, read_graph
 MORE_CALIBRATION = 4
 """Attempt 2 calibrates on this many times the requested images."""
 
+INT8_ONLY_TARGETS = ("coral", "micro")
+"""Targets that run only full-integer int8 models: no float layers, no 16-bit activations."""
+
 MAX_FLOAT_LAYERS = 4
 """Selective quantization tries keeping 1, 2, ... up to this many layers in float."""
 
@@ -130,7 +133,7 @@ def target_support(graph: ModelGraph, quantization: str) -> tuple[bool, dict[str
     inner_floats = graph.tensor_dtypes.get("float32", 0) - io_floats
     full_integer = inner_floats <= 0
     int8_only = full_integer and quantization == "int8" and "int16" not in graph.tensor_dtypes
-    return full_integer, {"host": True, "rpi": True, "micro": int8_only, "coral": int8_only}
+    return full_integer, {"host": True, "rpi": True, "android": True, **{t: int8_only for t in INT8_ONLY_TARGETS}}
 
 
 def convert_with_gate(
@@ -145,6 +148,7 @@ def convert_with_gate(
     seed: int = 0,
     limit_per_class: int | None = None,
     strict: bool = False,
+    target: str | None = None,
     on_progress: Progress | None = None,
 ) -> RecoveryResult:
     """Convert to int8 and, if the model misses ``max_drop`` on ``data``, try the recoveries in order.
@@ -158,6 +162,8 @@ def convert_with_gate(
         max_drop: largest allowed accuracy drop against the Keras model, in percentage points.
         calibration_size, io, seed, strict: as for :func:`edgecnn.convert.convert`.
         limit_per_class: use only the first N images of each class of ``data``.
+        target: the target the model is for: an attempt passes only if it runs there, and for targets that
+            need full int8 (:data:`INT8_ONLY_TARGETS`) the float-layer and 16x8 attempts are not tried.
         on_progress: progress of loading images.
 
     Raises:
@@ -200,12 +206,13 @@ def convert_with_gate(
                 candidate.close()
             report = compare(info.labels, images, reference_scores, scores, max_drop=max_drop)
             full_integer, targets = target_support(read_graph(flatbuffer), quantization)
+            passed = report.passed and (target is None or targets.get(target, True))
             attempts.append(
                 Attempt(name, detail, quantization, report.reference_accuracy, report.candidate_accuracy,
-                        report.accuracy_drop_pp, report.passed, len(flatbuffer), full_integer, targets)
+                        report.accuracy_drop_pp, passed, len(flatbuffer), full_integer, targets)
             )  # fmt: skip
             built.append((flatbuffer, quantization, calib, extra))
-            return report.passed
+            return passed
 
         def convert_int8(calib: CalibrationSet, quantize: str = "int8", io_type: str = io) -> bytes:
             return run_converter(tf, static, quantize, calib.representative, io_type)
@@ -219,7 +226,8 @@ def convert_with_gate(
                 calib = load(more)
                 passed = attempt("int8 (more calibration)", f"{len(calib.images)} calibration images",
                                  convert_int8(calib), "int8", calib, {})  # fmt: skip
-        if not passed:
+        int8_only = target in INT8_ONLY_TARGETS
+        if not passed and not int8_only:
             layers, _ = layer_errors(model, calib)
             suspects = [l for l in rank_suspects(layers) if l.op not in ("SOFTMAX", "MAX_POOL_2D")]
             for count in range(1, min(MAX_FLOAT_LAYERS, len(suspects)) + 1):
@@ -230,7 +238,7 @@ def convert_with_gate(
                            {"float_layers": names}):  # fmt: skip
                     passed = True
                     break
-        if not passed:
+        if not passed and not int8_only:
             passed = attempt("16x8", "16-bit activations, 8-bit weights, float32 I/O",
                              convert_int8(calib, "16x8", "float32"), "16x8", calib, {})  # fmt: skip
     flatbuffer, quantization, calib, extra = built[attempts.index(_chosen(attempts, passed))]

@@ -19,6 +19,8 @@ from edgecnn.errors import UnknownTargetError, UsageError
 TARGETS: dict[str, str] = {
     "host": "edgecnn.targets.host:HostTarget",
     "rpi": "edgecnn.targets.rpi:RpiTarget",
+    "coral": "edgecnn.targets.coral:CoralTarget",
+    "android": "edgecnn.targets.android:AndroidTarget",
 }
 """Built-in targets: name → ``module:Class``."""
 
@@ -93,6 +95,7 @@ def make_target(
     host: str | None = None,
     ssh_options: Sequence[str] = (),
     remote_edgecnn: str | None = None,
+    **target_options: Any,
 ) -> Any:
     """The target the command-line options describe.
 
@@ -102,20 +105,29 @@ def make_target(
         host: ``user@address[:port]`` of a device to reach over SSH (targets that run remotely).
         ssh_options: extra OpenSSH ``-o KEY=VALUE`` options.
         remote_edgecnn: the command that starts edgecnn on the device (default ``edgecnn``).
+        target_options: options only some targets take (``device`` for coral; ``serial``, ``adb``,
+            ``benchmark_binary``, ``delegate`` for android); None means not given. A target lists the ones it
+            takes in its ``options`` class attribute.
 
     Raises:
         UnknownTargetError: no such target.
-        UsageError: options that do not go together.
+        UsageError: options that do not go together, or an option the target does not take.
     """
     cls = target_class(name)
+    given = {key: value for key, value in target_options.items() if value is not None}
+    for key in given:
+        if key not in getattr(cls, "options", ()):
+            owners = [n for n in target_names() if key in getattr(target_class(n), "options", ())]
+            where = f" applies to --target {' or '.join(owners)}" if owners else " is not an option of any target"
+            raise UsageError(f"--{key.replace('_', '-')}{where}, not --target {name}")
     if host is None:
         if ssh_options or remote_edgecnn:
             raise UsageError("--ssh-option and --remote-edgecnn need --host user@address")
-        return cls(threads=threads)
+        return cls(threads=threads, **given)
     from edgecnn.targets.ssh import SshHost
 
     remote = SshHost.parse(host, options=ssh_options, edgecnn=remote_edgecnn or "edgecnn")
-    return cls(threads=threads, remote=remote)
+    return cls(threads=threads, remote=remote, **given)
 
 
 def check_model(model: str | os.PathLike[str], target: Any) -> Any:
@@ -128,4 +140,5 @@ def check_model(model: str | os.PathLike[str], target: Any) -> Any:
     from edgecnn.targets.base import CheckReport
 
     path = check_model_file(model, suffixes=(".tflite",))
-    return CheckReport(target.where, path, target.check(path))
+    findings, details = target.inspect(path)
+    return CheckReport(target.where, path, findings, details)

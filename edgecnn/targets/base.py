@@ -42,11 +42,12 @@ class Availability:
 
 @dataclass
 class CheckReport:
-    """The findings of one target on one model."""
+    """The findings of one target on one model, and the target's structured details (its JSON ``details``)."""
 
     target: str
     model: Path
     findings: list[Finding] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -62,6 +63,42 @@ class CheckReport:
             "errors": sum(f.severity == "error" for f in self.findings),
             "warnings": sum(f.severity == "warning" for f in self.findings),
             "findings": [f.to_dict() for f in self.findings],
+            "details": dict(self.details),
+        }
+
+
+@dataclass
+class TargetBuild:
+    """What ``edgecnn convert --target NAME`` made for a target after converting.
+
+    Attributes:
+        target: the target's name.
+        model: the model to deploy there (a compiled one, when the target compiles).
+        files: every file written for the target besides the converted bundle.
+        findings: the target's check of what it will run, and anything the build step reports.
+        details: structured results (a compiler's report, a pre-flight).
+    """
+
+    target: str
+    model: Path
+    files: list[Path] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when no finding is an error."""
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "target": self.target,
+            "model": str(self.model),
+            "files": [str(f) for f in self.files],
+            "passed": self.passed,
+            "findings": [f.to_dict() for f in self.findings],
+            "details": dict(self.details),
         }
 
 
@@ -74,6 +111,8 @@ class Target(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    options: ClassVar[tuple[str, ...]] = ()
+    """Target-specific constructor options (``device``, ``serial``...) that :func:`make_target` may pass."""
 
     @property
     def where(self) -> str:
@@ -88,6 +127,24 @@ class Target(ABC):
     @abstractmethod
     def check(self, model: Path) -> list[Finding]:
         """Compatibility and budget findings for a ``.tflite`` bundle; no side effects."""
+
+    def inspect(self, model: Path) -> tuple[list[Finding], dict[str, Any]]:
+        """:meth:`check`'s findings and the structured details behind them (``edgecnn check --json``)."""
+        return self.check(model), {}
+
+    quantize_modes: ClassVar[tuple[str, ...] | None] = None
+    """The ``--quantize`` modes the target runs (None: any)."""
+
+    io_types: ClassVar[tuple[str, ...] | None] = None
+    """The ``--io`` types of int8 models the target runs (None: any)."""
+
+    def build(self, model: Path) -> TargetBuild:
+        """After ``convert --target``: make what the target needs from the converted bundle, and check it.
+
+        The default only checks it.
+        """
+        findings, details = self.inspect(model)
+        return TargetBuild(self.name, model, [], findings, details)
 
     @abstractmethod
     def open(self, model: Path) -> Runner:

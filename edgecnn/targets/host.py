@@ -11,7 +11,7 @@ from typing import Any
 from edgecnn.bundle import read_tflite_info
 from edgecnn.errors import ModelFormatError, ModelLoadError, UsageError
 from edgecnn.graph import ModelGraph, read_graph
-from edgecnn.interpreter import RUNTIMES, TFLiteRunner
+from edgecnn.interpreter import EDGETPU_CUSTOM_OP, RUNTIMES, TFLiteRunner
 from edgecnn.targets.base import Availability, Finding, Target
 
 _MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "tensorflow": "tensorflow"}
@@ -83,11 +83,14 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
         runner = TFLiteRunner(model, num_threads=threads, runtime=runtime)
     except ModelLoadError as exc:
         custom = re.search(r"unresolved custom op: ([\w.-]+?)\.?$", exc.reason, flags=re.IGNORECASE)
-        reason = (
-            f"custom operation {custom.group(1)} has no kernel in the runtime: convert with builtin operations only"
-            if custom
-            else exc.reason
-        )
+        if custom and custom.group(1) == EDGETPU_CUSTOM_OP:
+            reason = str(exc)  # names the Edge TPU and the fix
+        elif custom:
+            reason = (
+                f"custom operation {custom.group(1)} has no kernel in the runtime: convert with builtin operations only"
+            )
+        else:
+            reason = exc.reason
         findings.append(Finding("error", "load", f"the interpreter cannot load it: {reason}"))
     except ModelFormatError as exc:
         findings.append(Finding("error", "load", str(exc)))

@@ -96,8 +96,8 @@ def test_recovery_keeps_the_fewest_layers_in_float_that_pass(
     )  # fmt: skip
     attempts = result["recovery"]["attempts"]
     assert [a["name"] for a in attempts[:2]] == ["int8", "int8 (more calibration)"]
-    assert not attempts[0]["passed"] and attempts[0]["targets"] == {"host": True, "rpi": True, "micro": True,
-                                                                    "coral": True}  # fmt: skip
+    assert not attempts[0]["passed"] and attempts[0]["targets"] == {"host": True, "rpi": True, "android": True,
+                                                                    "micro": True, "coral": True}  # fmt: skip
     winner = attempts[-1]
     assert winner["passed"] and winner["name"] == "int8 + float layers" and winner["drop_pp"] <= 3
     assert "block1_conv1" in winner["detail"] and not winner["full_integer"]
