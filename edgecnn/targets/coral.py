@@ -212,11 +212,11 @@ class CoralTarget(Target):
         findings, details = self.inspect(model)
         compiled = compile_for_edgetpu(model)
         details["compile"] = compiled.to_dict()
+        findings = [f for f in findings if f.code != "not-compiled"]  # replaced by what the compile step says
         if not compiled.compiled:
             findings.append(Finding("warning", "not-compiled", compiled.message))
             return TargetBuild(self.name, model, [], findings, details)
         assert compiled.model is not None and compiled.report is not None
-        findings = [f for f in findings if f.code != "not-compiled"]
         findings.append(Finding("info", "compiled", compile_summary(compiled.report)))
         files = [compiled.model, compiled.model.with_suffix(".json")] + ([compiled.log] if compiled.log else [])
         return TargetBuild(self.name, compiled.model, files, findings, details)
@@ -241,8 +241,6 @@ class CoralTarget(Target):
             raise UsageError(f"the Edge TPU runs compiled models one image at a time: use --batch 1, not {batch}")
         read_tflite_info(model)
         delegate = load_edgetpu_delegate(self.device)
-        if not is_compiled(model):
-            warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=2)
         try:
             result = benchmark(
                 model,
@@ -257,4 +255,6 @@ class CoralTarget(Target):
             )
         except ModelLoadError as exc:
             raise _delegate_failure(model, exc) from None
+        if not is_compiled(model):
+            warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=2)
         return replace(result, runtime=f"{result.runtime} + {edgetpu_library()}")
