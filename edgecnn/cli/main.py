@@ -18,6 +18,7 @@ from edgecnn.cli.progress import epoch_printer, stage_progress, warn_skipped
 from edgecnn.convert import IO_TYPES, QUANTIZE_MODES
 from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.fileio import write_bytes_atomic
+from edgecnn.targets.benchmark_model import DELEGATE_FLAGS
 from edgecnn.train.augment import AUGMENTATIONS
 
 EXIT_GATE_FAILED = 1
@@ -78,7 +79,9 @@ def _target_options(f: Any) -> Any:
         click.option(
             "--benchmark-binary", metavar="PATH", help="TFLite's benchmark_model for Android arm64 (android)."
         ),
-        click.option("--delegate", metavar="NAME", help="cpu, xnnpack, gpu or nnapi (android) [xnnpack]."),
+        click.option(
+            "--delegate", type=click.Choice(list(DELEGATE_FLAGS)), help="benchmark_model's kernels (android) [xnnpack]."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
