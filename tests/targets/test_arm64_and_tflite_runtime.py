@@ -283,13 +283,15 @@ def test_runtime_only_venv_runs_without_tensorflow(
 
 
 def test_runtime_only_install_serves_every_device_command(cifar_models: dict[str, Path], subset: list[Path]) -> None:
-    """targets, check, bench and validate (with a .tflite reference) in the runtime-only venv, TensorFlow absent."""
+    """targets, check (rpi, and coral's pre-flight), bench and validate (with a .tflite reference) in the runtime-only
+    venv, TensorFlow absent."""
     venv = envs.venv("x86_venv_runtime")
     folder = subset[0].parents[1]  # the labelled test folder; a limit keeps it to the subset's 3 per class
     model, reference = str(cifar_models["int8"]), str(cifar_models["float"])
     commands = {
         "targets": ["targets", "--json"],
         "check": ["check", "--target", "rpi", model, "--json"],
+        "coral": ["check", "--target", "coral", model, "--json"],  # the Edge TPU pre-flight needs no TensorFlow
         "bench": ["bench", model, "--runs", "3", "--json"],
         "validate": ["validate", str(folder), "--limit-per-class", str(PER_CLASS), "-r", reference, "-c", model,
                      "--max-drop", "100", "--json", "-"],
@@ -302,6 +304,9 @@ def test_runtime_only_install_serves_every_device_command(cifar_models: dict[str
         )
         assert done.returncode == 0, f"{name}: {done.stderr}"
         results[name] = json.loads(done.stdout)
-    assert all(t["usable"] for t in results["targets"]["targets"])
+    listed = {t["name"]: t for t in results["targets"]["targets"]}
+    assert listed["host"]["usable"] and listed["rpi"]["usable"]
+    assert all(t["usable"] or t["fix"] for t in listed.values())  # e.g. coral without libedgetpu: how to get it
     assert results["check"]["passed"] and results["bench"]["runtime"] == "ai-edge-litert"
+    assert results["coral"]["passed"] and results["coral"]["details"]["preflight"]["ops_share"] == 1.0
     assert results["validate"]["num_images"] == len(subset) and results["validate"]["passed"]
