@@ -145,6 +145,23 @@ def random_images(spec: Preprocessing, count: int, *, seed: int = 0) -> np.ndarr
     return (pixels - mean) / std
 
 
+def bench_inputs(
+    spec: Preprocessing, images: np.ndarray | None, *, count: int, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """The pool a benchmark cycles through and how to report it: ``count`` random images (``random``), or the
+    given preprocessed images checked against the model's input (``images:N``).
+
+    Raises:
+        UsageError: no images, or images that do not fit the model.
+    """
+    if images is None:
+        return random_images(spec, count, seed=seed), "random"
+    pool = np.asarray(images, dtype=np.float32)
+    if pool.ndim != 4 or pool.shape[1:] != spec.shape or len(pool) == 0:
+        raise UsageError(f"benchmark images of shape {pool.shape} do not fit the model's input {spec.shape}")
+    return pool, f"images:{len(pool)}"
+
+
 def batch_picker(pool: np.ndarray, batch: int) -> Callable[[int], np.ndarray]:
     """``pick(i)``: the i-th input batch, cycling through whole batches of ``pool``.
 
@@ -240,13 +257,7 @@ def benchmark(
     try:
         runner.resize(batch)
         init_ms = (time.perf_counter() - start) * 1000.0
-        spec = runner.info.preprocessing
-        if images is None:
-            pool, inputs = random_images(spec, batch * 2, seed=seed), "random"
-        else:
-            pool, inputs = np.asarray(images, dtype=np.float32), f"images:{len(images)}"
-            if pool.ndim != 4 or pool.shape[1:] != spec.shape or len(pool) == 0:
-                raise UsageError(f"benchmark images of shape {pool.shape} do not fit the model's input {spec.shape}")
+        pool, inputs = bench_inputs(runner.info.preprocessing, images, count=batch * 2, seed=seed)
         pick = batch_picker(pool, batch)
 
         def set_input(i: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from edgecnn.bundle import ModelInfo, check_model_file, read_tflite_info
 from edgecnn.errors import MissingDependencyError, ModelFormatError, ModelLoadError, UsageError
 from edgecnn.fileio import captured_native_stderr
+from edgecnn.preprocess import fitting_images
 from edgecnn.quant import QuantParams, dequantize, quantize
 
 RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tensorflow")
@@ -270,10 +271,7 @@ class TFLiteRunner:
         Raises:
             UsageError: the images do not have the model's input shape.
         """
-        images = np.asarray(images, dtype=np.float32)
-        expected = tuple(self.info.input_shape[1:])
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise UsageError(f"images of shape {images.shape[1:]} do not fit {self.path.name}, which takes {expected}")
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
         results = []
         start = 0
         while start < len(images):

@@ -127,3 +127,17 @@ def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(reason) from exc
+
+
+def fitting_images(images: Any, spec: Preprocessing, *, model: str) -> np.ndarray:
+    """``images`` as float32 ``(N, H, W, C)``, checked against the preprocessing ``model`` was trained with.
+
+    Raises:
+        UsageError: the images do not have the model's input shape.
+    """
+    from edgecnn.errors import UsageError
+
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4 or array.shape[1:] != spec.shape:
+        raise UsageError(f"images of shape {array.shape[1:]} do not fit {model}, which takes {spec.shape}")
+    return array

@@ -63,6 +63,26 @@ def _json_flag(f: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(f)
 
 
+class _Size(click.ParamType):
+    """A size in bytes: 262144, 256K, 256KB, 256KiB, 1M."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from edgecnn.errors import UsageError
+        from edgecnn.targets.micro_profiles import parse_size
+
+        try:
+            return parse_size(str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_SIZE = _Size()
+
+
 def _target_options(f: Any) -> Any:
     """--target and the options that say how to reach it, shared by run, validate, bench and check."""
     options = [
@@ -73,7 +93,13 @@ def _target_options(f: Any) -> Any:
             "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Extra OpenSSH -o option (repeat)."
         ),
         click.option("--remote-edgecnn", metavar="CMD", help="How to start edgecnn on the device [edgecnn]."),
-        click.option("--device", metavar="usb:N|pci:N", help="Which Edge TPU (coral) [the first found]."),
+        click.option(
+            "--device",
+            metavar="NAME",
+            help="coral: which Edge TPU, usb[:N] or pci[:N] [the first found]; micro: the board's profile.",
+        ),
+        click.option("--ram", type=_SIZE, help="micro: RAM for the arena, bytes or 256K/1M (or --device)."),
+        click.option("--flash", type=_SIZE, help="micro: flash for the model, bytes or 256K/1M (or --device)."),
         click.option("--serial", "-s", metavar="S", help="Which phone, as adb devices lists it (android)."),
         click.option("--adb", metavar="PATH", help="The adb client (android) [adb on PATH]."),
         click.option(
@@ -88,7 +114,7 @@ def _target_options(f: Any) -> Any:
     return f
 
 
-_TARGET_SPECIFIC = ("device", "serial", "adb", "benchmark_binary", "delegate")
+_TARGET_SPECIFIC = ("device", "ram", "flash", "serial", "adb", "benchmark_binary", "delegate")
 
 
 def _make_target(options: dict[str, Any], **more: Any) -> Any:
@@ -469,6 +495,37 @@ def bench(model: str, quiet: bool, as_json: bool, **options: Any) -> None:
     target = _make_target(options)
     result = bench_model(model, target, on_progress=stage_progress(quiet), **options)
     _emit(result, as_json, render.bench_result)
+
+
+@cli.group()
+def export() -> None:
+    """Export a model as source code for a device's own build (microcontrollers: TensorFlow Lite Micro)."""
+
+
+@export.command("micro")
+@click.argument("model", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="Folder for the C++ files (created if missing).")
+@click.option("--name", help="Prefix of the files and C symbols [the model file's stem].")
+@click.option("--device", metavar="PROFILE", help="Check the model against this board's RAM and flash.")
+@_json_flag
+def export_micro(model: str, out: str, name: str | None, device: str | None, as_json: bool) -> None:
+    """Write MODEL (an int8 .tflite bundle) as C++ for TensorFlow Lite Micro: the model as an aligned byte array,
+    an op resolver with exactly its operations, and its settings (I/O shape and quantization, labels,
+    preprocessing, the tensor arena size measured in the TFLite Micro interpreter plus a margin).
+
+    Exit 1 when --device is given and the model does not fit the board.
+
+    \b
+    Example:
+      edgecnn export micro model_int8.tflite --out firmware/model --name model --device nano33ble
+    """
+    from edgecnn.targets.micro_export import export_micro as write_export
+
+    result = write_export(model, out, name=name, device=device)
+    _emit(result, as_json, render.micro_export)
+    if result.budget is not None and not result.budget.get("fits", True):
+        click.echo(f"edgecnn: gate failed: the model does not fit {device}", err=True)
+        sys.exit(EXIT_GATE_FAILED)
 
 
 @cli.command(hidden=True)

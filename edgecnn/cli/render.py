@@ -253,3 +253,26 @@ def target_conversion(result: Any) -> str:
     lines += [f"  {f.code}: {f.message}" for f in build.findings if f.severity == "info" and f.code != "op"]
     lines += [f"  wrote {path}" for path in build.files]
     return "\n".join(lines)
+
+
+def micro_export(result: Any) -> str:
+    """``edgecnn export micro``: the files written, the model's flash and arena, and the budget if any."""
+    arena = result.arena
+    lines = [f"wrote {path}" for path in result.files]
+    lines.append(
+        f"model {result.model_bytes:,} bytes of flash; tensor arena {arena.arena_bytes:,} bytes "
+        f"({arena.used_bytes:,} measured + {arena.margin_bytes:,} margin)"
+    )
+    lines.append(f"operations ({len(result.ops)}): {', '.join(result.ops)}")
+    budget = result.budget
+    if budget is not None:
+
+        def verdict(ok: bool) -> str:
+            return "fits" if ok else "DOES NOT FIT"
+
+        lines.append(
+            f"{budget['device']} ({budget['title']}): flash {budget['model_bytes']:,} of {budget['flash_bytes']:,} "
+            f"bytes ({verdict(budget['flash_fits'])}); RAM arena {budget['arena_bytes']:,} of "
+            f"{budget['ram_bytes']:,} bytes ({verdict(budget['ram_fits'])})"
+        )
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ TARGETS: dict[str, str] = {
     "rpi": "edgecnn.targets.rpi:RpiTarget",
     "coral": "edgecnn.targets.coral:CoralTarget",
     "android": "edgecnn.targets.android:AndroidTarget",
+    "micro": "edgecnn.targets.micro:MicroTarget",
 }
 """Built-in targets: name → ``module:Class``."""
 

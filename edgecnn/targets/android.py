@@ -34,6 +34,7 @@ from edgecnn.bench import BenchResult, check_counts, random_images
 from edgecnn.bundle import ModelInfo, read_tflite_info
 from edgecnn.data import ProgressFn
 from edgecnn.errors import EdgecnnError, TargetUnavailableError, UsageError
+from edgecnn.preprocess import fitting_images
 from edgecnn.quant import QuantParams, dequantize, quantize
 from edgecnn.targets.adb import Adb, choose_device, find_adb, parse_getprop, tail
 from edgecnn.targets.base import Availability, Finding, Target
@@ -537,10 +538,7 @@ class AndroidRunner:
         """
         if self._session is None:
             raise UsageError("this Android runner is closed")
-        images = np.asarray(images, dtype=np.float32)
-        expected = tuple(self.info.input_shape[1:])
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise UsageError(f"images of shape {images.shape[1:]} do not fit {self.path.name}, which takes {expected}")
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
         try:
             chunks = [
                 self._session.predict(images[i : i + CHUNK], self.info, delegate=self._delegate, threads=self._threads)

@@ -18,8 +18,9 @@ import numpy as np
 from edgecnn.bench import BenchResult, board_name
 from edgecnn.bundle import ModelInfo, read_tflite_info, sidecar_path
 from edgecnn.data import ProgressFn
-from edgecnn.errors import MissingDependencyError, UsageError
+from edgecnn.errors import MissingDependencyError
 from edgecnn.interpreter import TFLiteRunner
+from edgecnn.preprocess import fitting_images
 from edgecnn.targets.base import Availability, Finding, Target
 from edgecnn.targets.host import check_threads, installed_runtimes, runtime_findings
 from edgecnn.targets.ssh import AgentSession, SshHost
@@ -175,10 +176,7 @@ class RemoteRunner:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Scores ``(N, classes)`` computed on the Pi."""
-        images = np.asarray(images, dtype=np.float32)
-        expected = tuple(self.info.input_shape[1:])
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise UsageError(f"images of shape {images.shape[1:]} do not fit {self.path.name}, which takes {expected}")
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
         _, parts = self._session.request({"op": "predict"}, [array_bytes(images)])
         return bytes_array(parts[0])
 

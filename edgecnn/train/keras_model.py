@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.bundle import ModelInfo, check_model_file, read_keras_info
-from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
+from edgecnn.errors import MissingDependencyError, ModelFormatError
 from edgecnn.fileio import captured_native_stderr
+from edgecnn.preprocess import fitting_images
 
 
 def import_keras() -> tuple[Any, Any]:
@@ -108,10 +109,7 @@ class KerasRunner:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Scores ``(N, classes)`` for float images ``(N, H, W, C)``."""
-        images = np.asarray(images, dtype=np.float32)
-        expected = self.info.preprocessing.shape
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise UsageError(f"images of shape {images.shape[1:]} do not fit {self.path.name}, which takes {expected}")
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
         chunks = [
             np.asarray(self.model(images[i : i + self._batch_size], training=False), dtype=np.float32)
             for i in range(0, len(images), self._batch_size)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from helpers import run_cli
 
@@ -15,9 +16,22 @@ from edgecnn.cli.main import cli
 PROGRESS_COMMANDS = {"train", "convert", "validate", "run", "demo", "bench", "diagnose", "finetune"}
 
 
-@pytest.mark.parametrize("command", sorted(name for name, c in cli.commands.items() if not c.hidden))
+def _leaf_commands(group: click.Group, prefix: str = "") -> list[str]:
+    """Every visible command, with its group's name before it (``export micro``)."""
+    names = []
+    for name, command in sorted(group.commands.items()):
+        if command.hidden:
+            continue
+        if isinstance(command, click.Group):
+            names += _leaf_commands(command, f"{prefix}{name} ")
+        else:
+            names.append(f"{prefix}{name}")
+    return names
+
+
+@pytest.mark.parametrize("command", _leaf_commands(cli))
 def test_every_command_has_help_json_and_quiet_where_it_shows_progress(command: str) -> None:
-    result = run_cli(command, "--help")
+    result = run_cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert result.stdout.startswith(f"Usage: cli {command}") or result.stdout.startswith(f"Usage: edgecnn {command}")
     assert "--json" in result.stdout
@@ -31,7 +45,8 @@ def test_hidden_agent_is_only_the_ssh_agent() -> None:
 def test_top_level_help_and_version() -> None:
     assert run_cli("--version").stdout.strip().startswith("edgecnn, version ")
     result = run_cli("--help")
-    for command in ("train", "convert", "validate", "run", "demo", "targets", "check", "bench", "diagnose", "finetune"):
+    for command in ("train", "convert", "validate", "run", "demo", "targets", "check", "bench", "diagnose", "finetune",
+                    "export"):  # fmt: skip
         assert command in result.stdout
 
 

@@ -194,7 +194,7 @@ def test_bad_device_and_options(cifar_models: dict[str, Path]) -> None:
     bad = run_cli("bench", "--target", "coral", "--device", "tpu0", cifar_models["int8"])
     assert bad.exit_code == 2 and "--device 'tpu0' is not an Edge TPU" in bad.stderr
     wrong = run_cli("bench", "--target", "host", "--device", "usb:0", cifar_models["int8"])
-    assert wrong.exit_code == 2 and "--device applies to --target coral, not --target host" in wrong.stderr
+    assert wrong.exit_code == 2 and "--device applies to --target coral or micro, not --target host" in wrong.stderr
     share = run_cli("check", "--target", "coral", "--min-tpu-share", "90", cifar_models["int8"])
     assert share.exit_code == 2 and "between 0 and 1" in share.stderr
 
