@@ -31,6 +31,11 @@ class Finding:
         return {"severity": self.severity, "code": self.code, "message": self.message}
 
 
+def passes(findings: list[Finding]) -> bool:
+    """True when no finding is an error: the model can run there."""
+    return not any(f.severity == "error" for f in findings)
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a target can be used from this machine; if not, why and how to fix it."""
@@ -52,7 +57,7 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         """True when no finding is an error."""
-        return not any(f.severity == "error" for f in self.findings)
+        return passes(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (keys documented in the README)."""
@@ -88,7 +93,7 @@ class TargetBuild:
     @property
     def passed(self) -> bool:
         """True when no finding is an error."""
-        return not any(f.severity == "error" for f in self.findings)
+        return passes(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

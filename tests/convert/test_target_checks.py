@@ -3,48 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import custom_op_bundle, float_bundle, run_cli
 
-from edgecnn.bundle import read_tflite_info, write_tflite
-from edgecnn.preprocess import Preprocessing
-from edgecnn.quant import QuantParams
-
-
-def _bundle(path: Path, flatbuffer: bytes, *, shape: list[int], labels: list[str], template: Path) -> Path:
-    """Write a model with a sidecar that describes it (labels, shape, float I/O)."""
-    info = replace(
-        read_tflite_info(template),
-        labels=labels,
-        preprocessing=Preprocessing(height=shape[1], width=shape[2], channels=shape[3]),
-        input_shape=shape,
-        input=QuantParams("float32", 0.0, 0),
-        output=QuantParams("float32", 0.0, 0),
-        quantization="none",
-    )
-    write_tflite(path, flatbuffer, info)
-    return path
+from edgecnn.bundle import read_tflite_info
 
 
 @pytest.fixture(scope="module")
 def custom_op_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
     """A graph with Erfinv, which TFLite has no builtin kernel for: converted as a custom op."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
-    def graph(x: tf.Tensor) -> tf.Tensor:
-        y = tf.math.erfinv(tf.clip_by_value(x, -0.5, 0.5))
-        return tf.nn.softmax(tf.reshape(tf.reduce_mean(y, axis=[1, 2]), [1, 1]))
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
-    converter.allow_custom_ops = True
-    folder = tmp_path_factory.mktemp("custom")
-    return _bundle(
-        folder / "custom.tflite", converter.convert(), shape=[1, 8, 8, 1], labels=["x"], template=cifar_models["float"]
-    )
+    return custom_op_bundle(tmp_path_factory.mktemp("custom") / "custom.tflite", template=cifar_models["float"])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +28,7 @@ def dynamic_batch_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: 
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     labels = read_tflite_info(cifar_models["float"]).labels
     folder = tmp_path_factory.mktemp("dynamic")
-    return _bundle(
+    return float_bundle(
         folder / "dynamic.tflite", flatbuffer, shape=[1, 32, 32, 3], labels=labels, template=cifar_models["float"]
     )
 

@@ -7,19 +7,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_subset, run_cli
+from helpers import copy_subset, float_bundle, run_cli
 
-from edgecnn.bundle import read_tflite_info, write_tflite
+from edgecnn.bundle import read_tflite_info
 from edgecnn.data import load_images, scan_images
 from edgecnn.errors import ModelFormatError, TargetUnavailableError, UsageError
 from edgecnn.interpreter import TFLiteRunner
-from edgecnn.preprocess import Preprocessing
-from edgecnn.quant import QuantParams
 from edgecnn.targets.micro import MicroTarget
 from edgecnn.targets.micro_arena import ARENA_MARGIN_MIN_BYTES, measure_arena, micro_interpreter
 from edgecnn.targets.micro_ops import MICRO_OPS, missing_ops, resolver_methods
@@ -65,18 +62,9 @@ def missing_op_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dic
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
     converter.allow_custom_ops = True
-    info = replace(
-        read_tflite_info(cifar_models["float"]),
-        labels=["a", "b"],
-        preprocessing=Preprocessing(height=8, width=8, channels=1),
-        input_shape=[1, 8, 8, 1],
-        input=QuantParams("float32", 0.0, 0),
-        output=QuantParams("float32", 0.0, 0),
-        quantization="none",
-    )
     path = tmp_path_factory.mktemp("missing") / "missing.tflite"
-    write_tflite(path, converted_quietly(converter.convert), info)
-    return path
+    flatbuffer = converted_quietly(converter.convert)
+    return float_bundle(path, flatbuffer, shape=[1, 8, 8, 1], labels=["a", "b"], template=cifar_models["float"])
 
 
 def _check(*args: object) -> tuple[int, dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import custom_op_bundle, run_cli
 
 from edgecnn.bundle import read_tflite_info, write_tflite
 from edgecnn.errors import ModelFormatError, UsageError
@@ -357,30 +357,7 @@ def test_a_model_that_does_not_fit_is_written_and_fails_the_cli(
 @pytest.fixture(scope="module")
 def custom_op_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
     """A graph with Erfinv, which has no builtin kernel: converted as a custom op that TFLM lacks."""
-    import tensorflow as tf
-
-    from edgecnn.preprocess import Preprocessing
-    from edgecnn.quant import QuantParams
-
-    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
-    def graph(x: tf.Tensor) -> tf.Tensor:
-        y = tf.math.erfinv(tf.clip_by_value(x, -0.5, 0.5))
-        return tf.nn.softmax(tf.reshape(tf.reduce_mean(y, axis=[1, 2]), [1, 1]))
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
-    converter.allow_custom_ops = True
-    info = replace(
-        read_tflite_info(cifar_models["float"]),
-        labels=["x"],
-        preprocessing=Preprocessing(height=8, width=8, channels=1),
-        input_shape=[1, 8, 8, 1],
-        input=QuantParams("float32"),
-        output=QuantParams("float32"),
-        quantization="none",
-    )
-    path = tmp_path_factory.mktemp("custom") / "custom.tflite"
-    write_tflite(path, converter.convert(), info)
-    return path
+    return custom_op_bundle(tmp_path_factory.mktemp("custom") / "custom.tflite", template=cifar_models["float"])
 
 
 def test_operations_tflm_lacks_are_refused(custom_op_model: Path, tmp_path: Path) -> None:
