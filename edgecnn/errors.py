@@ -1,21 +1,39 @@
-"""The errors edgecnn raises for a user's mistake or a missing piece.
+"""The errors edgecnn raises, each with the exit code the command line gives it.
 
-Every error here is something the user can fix; the CLI turns it into one line on stderr and exit code 2.
-Anything else escaping the library is a bug and keeps its traceback.
+Exit codes (the README lists them too):
+
+- 0 success;
+- 1 a verdict failed: a gate, a check, a budget (a result, not an error: commands return it);
+- 2 usage or bad input: a wrong option value, a missing or malformed file, an image folder that cannot be used
+  (:class:`UsageError`, :class:`DatasetError`, :class:`ModelFormatError`);
+- 3 the environment: a target, device, runtime or optional extra is unavailable (:class:`TargetUnavailableError`,
+  :class:`MissingDependencyError`);
+- 130 interrupted (Ctrl-C);
+- 70 an internal error: a bug, reported in one line (the traceback with ``--debug`` or ``EDGECNN_DEBUG=1``).
+
+Every :class:`EdgecnnError` is something the user can fix, and its message says how.
 """
+
+EXIT_OK = 0
+EXIT_VERDICT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 class EdgecnnError(Exception):
     """Base class: a problem with the user's input or environment, with the fix in the message."""
 
+    exit_code = EXIT_BAD_INPUT
 
-class MissingDependencyError(EdgecnnError):
-    """An optional package is needed; the message names the pip extra that brings it."""
 
-    def __init__(self, package: str, *, extra: str | None = None, purpose: str = "") -> None:
-        fix = f'pip install "edgecnn[{extra}]"' if extra else f"pip install {package}"
-        what = f" (needed to {purpose})" if purpose else ""
-        super().__init__(f"{package} is not installed{what}: install it with {fix}")
+class UsageError(EdgecnnError):
+    """An option value that means nothing, options that do not go together, or an output that cannot be written."""
+
+
+class DatasetError(EdgecnnError):
+    """An image folder is missing, empty, or holds an unreadable image in strict mode."""
 
 
 class ModelFormatError(EdgecnnError):
@@ -30,20 +48,48 @@ class ModelLoadError(ModelFormatError):
         self.reason = reason
 
 
-class DatasetError(EdgecnnError):
-    """An image folder is missing, empty, or holds an unreadable image in strict mode."""
-
-
-class UsageError(EdgecnnError):
-    """Options that do not go together, or an output path that cannot be written."""
-
-
 class UnknownTargetError(UsageError):
     """A target name that is not registered; the message lists the known ones and the closest match."""
 
 
-class TargetUnavailableError(EdgecnnError):
-    """A target that cannot be reached or used from here (no runtime, host unreachable...), with the fix."""
+class EnvironmentProblem(EdgecnnError):
+    """Something this machine lacks or cannot reach; the input itself may be fine."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class TargetUnavailableError(EnvironmentProblem):
+    """A target that cannot be reached or used from here (no runtime, host unreachable, no device...), with the fix."""
+
+
+class MissingDependencyError(EnvironmentProblem):
+    """An optional package is needed; the message names the pip extra that brings it."""
+
+    def __init__(self, package: str, *, extra: str | None = None, purpose: str = "") -> None:
+        fix = f'pip install "edgecnn[{extra}]"' if extra else f"pip install {package}"
+        what = f" (needed to {purpose})" if purpose else ""
+        super().__init__(f"{package} is not installed{what}: install it with {fix}")
+
+
+ERROR_KINDS: dict[str, type[EdgecnnError]] = {
+    cls.__name__: cls
+    for cls in (UsageError, DatasetError, ModelFormatError, UnknownTargetError, TargetUnavailableError)
+}
+"""The errors a remote device may send back by name (``edgecnn agent``), so they keep their kind here."""
+
+
+def error_kind(error: EdgecnnError) -> str:
+    """The name under which an error travels to another machine: its own class, or the nearest of
+    :data:`ERROR_KINDS` it derives from (an environment problem travels as :class:`TargetUnavailableError`)."""
+    for cls in type(error).__mro__:
+        if cls.__name__ in ERROR_KINDS:
+            return cls.__name__
+    return TargetUnavailableError.__name__ if isinstance(error, EnvironmentProblem) else UsageError.__name__
+
+
+def remote_error(kind: str, message: str) -> EdgecnnError:
+    """The error a device reported, as the same kind here (an unknown kind is a :class:`TargetUnavailableError`)."""
+    return ERROR_KINDS.get(kind, TargetUnavailableError)(message)
 
 
 class EdgecnnWarning(UserWarning):

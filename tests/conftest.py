@@ -42,8 +42,8 @@ def cifar_models(tmp_path_factory: pytest.TempPathFactory, cifar_train: Path) ->
     Keys: ``keras``, ``int8`` (int8 I/O), ``float`` (no quantization), ``int8_float_io`` (int8 inside,
     float32 I/O), ``dir``. Built once per session; TensorFlow is imported only when a test asks for it.
     """
-    from edgecnn.convert import convert
-    from edgecnn.train import train
+    from edgecnn.build.convert import convert
+    from edgecnn.build.train import train
 
     out = tmp_path_factory.mktemp("cifar_models")
     keras_path = out / "model.keras"

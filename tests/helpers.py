@@ -35,9 +35,9 @@ def float_bundle(path: Path, flatbuffer: bytes, *, shape: list[int], labels: lis
     """
     from dataclasses import replace
 
-    from edgecnn.bundle import read_tflite_info, write_tflite
-    from edgecnn.preprocess import Preprocessing
-    from edgecnn.quant import QuantParams
+    from edgecnn.runtime.bundle import read_tflite_info, write_tflite
+    from edgecnn.runtime.preprocess import Preprocessing
+    from edgecnn.runtime.quant import QuantParams
 
     info = replace(
         read_tflite_info(template),
@@ -56,7 +56,7 @@ def custom_op_bundle(path: Path, *, template: Path) -> Path:
     """A graph with Erfinv, which no TFLite runtime has a builtin kernel for: converted as a custom op."""
     import tensorflow as tf
 
-    from edgecnn.convert.tflite import converted_quietly
+    from edgecnn.build.convert import converted_quietly
 
     @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
     def graph(x: tf.Tensor) -> tf.Tensor:

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from edgecnn.report import fmt_bytes, fmt_float, fmt_int, fmt_ms, fmt_percent, fmt_pp
+from edgecnn.evidence.report import fmt_bytes, fmt_float, fmt_int, fmt_ms, fmt_percent, fmt_pp
 
 
 class _Page(HTMLParser):

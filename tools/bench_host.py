@@ -4,15 +4,15 @@ Usage (from the project root, with ``pip install -e ".[train,bench]"``):
 
     python tools/bench_host.py --json /tmp/bench_host.json      # --cifar defaults to ../shared/datasets/cifar10
 
-Builds two models: the demo's (8x8 digits, via ``edgecnn.demo.run_demo``) and the default CNN trained on a
+Builds two models: the demo's (8x8 digits, via ``edgecnn.workflows.demo.run_demo``) and the default CNN trained on a
 class-balanced CIFAR-10 subset. Each is converted to full int8 and to float TFLite, and the same Keras network
 is exported to ONNX with Keras's ``model.export(..., format="onnx")`` (tf2onnx underneath; a model loaded from
 a file needs an explicit ``input_signature``); the ONNX and float TFLite outputs are checked against Keras on real
 test images before anything is timed. Both ``.tflite`` files are also timed with TFLite's builtin kernels only,
 the default XNNPACK delegate off (``--no-xnnpack-off-rows`` skips those rows).
 
-Every runtime is timed with edgecnn's own protocol (``edgecnn.bench.time_runs``: inputs set outside the timing,
-``warmup`` untimed runs, then each run timed alone): TFLite through ``edgecnn.bench.benchmark``, ONNX Runtime
+Every runtime is timed with edgecnn's own protocol (``edgecnn.runtime.bench.time_runs``: inputs set outside the timing,
+``warmup`` untimed runs, then each run timed alone): TFLite through ``edgecnn.runtime.bench.benchmark``, ONNX Runtime
 through an I/O binding so that one timed run is one ``run_with_iobinding``. Both get the same random arrays from
 the model's preprocessing. The whole set of measurements is repeated ``--repeats`` times in a rotating order and
 each figure is the median over the repeats; ratios against ONNX Runtime are taken within each repeat (measured
@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench import batch_picker, benchmark, latency_stats, machine_summary, random_images, time_runs
-from edgecnn.convert import convert
-from edgecnn.data import balanced_subset, load_images, scan_folder
-from edgecnn.demo import run_demo
-from edgecnn.preprocess import Preprocessing
-from edgecnn.train import train
+from edgecnn.build.convert import convert
+from edgecnn.build.train import train
+from edgecnn.runtime.bench import batch_picker, benchmark, latency_stats, machine_summary, random_images, time_runs
+from edgecnn.runtime.data import balanced_subset, load_images, scan_folder
+from edgecnn.runtime.preprocess import Preprocessing
+from edgecnn.workflows.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CIFAR = REPO.parent / "shared" / "datasets" / "cifar10"
@@ -156,7 +156,7 @@ def export_onnx(keras_path: Path, out: Path) -> Path:
     provided has never called"): the signature is given explicitly, with a dynamic batch dimension, so ONNX
     Runtime runs any batch size.
     """
-    from edgecnn.train.keras_model import import_keras, load_keras_model
+    from edgecnn.build.keras_model import import_keras, load_keras_model
 
     tf, _ = import_keras()
     model, _ = load_keras_model(keras_path)
@@ -174,7 +174,7 @@ def float_tflite(keras_path: Path, out: Path) -> Path:
 
 def build_demo(out: Path) -> ModelSet:
     """Run ``edgecnn demo`` (8x8 digits) and add the float TFLite and ONNX forms of its network."""
-    log("demo: training and converting (edgecnn.demo.run_demo)")
+    log("demo: training and converting (edgecnn.workflows.demo.run_demo)")
     with quiet():
         demo = run_demo(out, on_stage=lambda stage: log(f"demo: {stage}"))
     keras_path = demo.training.path
@@ -238,8 +238,8 @@ def check_parity(models: ModelSet, *, per_class: int, tolerance: float) -> dict[
         RuntimeError: the ONNX model's scores differ from Keras's by more than ``tolerance`` (then it is not
             the same network, and timing it would compare different things).
     """
-    from edgecnn.interpreter import TFLiteRunner
-    from edgecnn.train.keras_model import KerasRunner
+    from edgecnn.build.keras_model import KerasRunner
+    from edgecnn.runtime.interpreter import TFLiteRunner
 
     folder = scan_folder(models.test_dir, limit_per_class=per_class)
     samples = balanced_subset(folder.samples, len(folder.samples), seed=0)
@@ -270,7 +270,7 @@ def time_ort(path: Path, pool: np.ndarray, *, threads: int, batch: int, runs: in
     preallocated buffer, so a timed run holds no copy or allocation that a TFLite ``invoke`` does not.
 
     Returns:
-        ``latency_ms`` (:func:`edgecnn.bench.latency_stats`), ``throughput`` (images/s) and ``init_ms``.
+        ``latency_ms`` (:func:`edgecnn.runtime.bench.latency_stats`), ``throughput`` (images/s) and ``init_ms``.
     """
     import onnxruntime as ort
 
@@ -299,7 +299,7 @@ def time_ort(path: Path, pool: np.ndarray, *, threads: int, batch: int, runs: in
 def time_tflite(
     path: Path, pool: np.ndarray, *, threads: int, batch: int, runs: int, warmup: int, xnnpack: bool = True
 ) -> dict[str, Any]:
-    """Time a ``.tflite`` model with :func:`edgecnn.bench.benchmark` on the same input pool."""
+    """Time a ``.tflite`` model with :func:`edgecnn.runtime.bench.benchmark` on the same input pool."""
     result = benchmark(path, images=pool, runs=runs, warmup=warmup, batch=batch, num_threads=threads, xnnpack=xnnpack)
     return {"latency_ms": result.latency_ms, "throughput": result.throughput, "init_ms": result.init_ms}
 

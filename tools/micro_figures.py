@@ -3,7 +3,7 @@
 For each ``.tflite`` bundle: the flash the model takes, the tensor arena TFLM's recording allocator measures (and
 the size with edgecnn's margin), and the time of one ``invoke`` (one image) in the TFLM interpreter beside the host
 interpreter with TFLite's reference kernels, timed in the same run with the same inputs and protocol
-(:func:`edgecnn.bench.time_runs`). Both are this machine's CPU; neither is a microcontroller's speed.
+(:func:`edgecnn.runtime.bench.time_runs`). Both are this machine's CPU; neither is a microcontroller's speed.
 
     python tools/micro_figures.py /tmp/demo/model_int8.tflite /tmp/c_int8.tflite --runs 100
 """
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench import batch_picker, latency_stats, random_images, time_runs
-from edgecnn.bundle import read_tflite_info
-from edgecnn.interpreter import TFLiteRunner
-from edgecnn.targets.micro import MicroRunner
-from edgecnn.targets.micro_arena import measure_arena
+from edgecnn.runtime.bench import batch_picker, latency_stats, random_images, time_runs
+from edgecnn.runtime.bundle import read_tflite_info
+from edgecnn.runtime.interpreter import TFLiteRunner
+from edgecnn.targets.micro.arena import measure_arena
+from edgecnn.targets.micro.target import MicroRunner
 
 
 def _invoke_ms(runner: Any, pick: Callable[[int], np.ndarray], *, runs: int, warmup: int) -> float:

@@ -4,7 +4,7 @@ One channel of a batch-norm layer is scaled up FACTOR times and the next convolu
 scaled down as much. The float model computes the same function (ReLU is positively homogeneous: relu(k x) =
 k relu(x) for k > 0), but that channel alone now sets the int8 range of the layer's output, so every other
 channel rounds to a few steps: the classic outlier-range failure that ``edgecnn diagnose`` names and
-``edgecnn convert --max-drop`` recovers. Used by tests/convert/test_quality.py and BENCHMARKS.md.
+``edgecnn convert --max-drop`` recovers. Used by tests/build/test_quality.py and BENCHMARKS.md.
 
 Usage (with pip install -e ".[train]"):
     python tools/outlier_model.py edgecnn-demo/model.keras /tmp/outlier.keras --factor 1000
@@ -40,8 +40,8 @@ def add_outlier_channel(model: Any, *, norm: str = "block1_bn1", consumer: str =
 
 def write_outlier_model(source: Path, out: Path, *, factor: float = 1000.0) -> int:
     """Load ``source`` (written by edgecnn train), add the outlier channel, save to ``out`` with its metadata."""
-    from edgecnn.bundle import embed_keras_info
-    from edgecnn.train.keras_model import load_keras_model
+    from edgecnn.build.keras_model import load_keras_model
+    from edgecnn.runtime.bundle import embed_keras_info
 
     model, info = load_keras_model(source)
     channel = add_outlier_channel(model, factor=factor)

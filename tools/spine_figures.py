@@ -15,10 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
-from edgecnn.convert import convert
-from edgecnn.demo import run_demo
-from edgecnn.train import train
-from edgecnn.validate import validate_models
+from edgecnn.build.convert import convert
+from edgecnn.build.train import train
+from edgecnn.workflows.demo import run_demo
+from edgecnn.workflows.validate import validate_models
 
 
 def timed(fn, *args, **kwargs):

@@ -591,7 +591,7 @@ def build_x86_venvs() -> None:
         "x86_venv_tflite_runtime",
         X86_TFLITE_RUNTIME,
         editable=True,
-        check="import tflite_runtime.interpreter, edgecnn.interpreter",
+        check="import tflite_runtime.interpreter, edgecnn.runtime.interpreter",
     )
     _build_venv(
         "x86_venv_runtime",

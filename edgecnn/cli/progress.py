@@ -1,14 +1,15 @@
-"""Progress on stderr: shown only on a terminal and without --quiet."""
+"""Progress on stderr, drawn by click's progress bar: only on a terminal, and never with --quiet."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgecnn.data import Progress, ProgressFn, no_progress
+if TYPE_CHECKING:
+    from edgecnn.runtime.progress import Progress, ProgressFn
 
 
 def progress_enabled(quiet: bool) -> bool:
@@ -20,20 +21,34 @@ def stage_progress(quiet: bool) -> Progress:
     """A factory of progress bars: given a stage name and a total, returns the callback that advances it."""
 
     def start(name: str, total: int) -> ProgressFn:
-        done = 0
         if not progress_enabled(quiet) or total <= 0:
-            return no_progress(name, total)
+            return lambda done: None
+        bar = click.progressbar(length=total, label=name, file=sys.stderr, show_pos=True)
+        bar.__enter__()
+        finished = False
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done = min(total, done + n)
-            filled = int(30 * done / total)
-            end = "\n" if done >= total else ""
-            click.echo(f"\r{name} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}", err=True, nl=False)
+        def advance(done: int) -> None:
+            nonlocal finished
+            if finished:
+                return
+            bar.update(done)
+            if bar.pos >= total:
+                finished = True
+                bar.__exit__(None, None, None)
 
         return advance
 
     return start
+
+
+def stage_printer(quiet: bool) -> Callable[[str], None]:
+    """The demo's stages: one ``== name`` line each on stderr."""
+
+    def show(name: str) -> None:
+        if progress_enabled(quiet):
+            click.echo(f"== {name}", err=True)
+
+    return show
 
 
 def epoch_printer(quiet: bool) -> Callable[[int, int, dict[str, float]], None]:
@@ -47,11 +62,6 @@ def epoch_printer(quiet: bool) -> Callable[[int, int, dict[str, float]], None]:
     return report
 
 
-def warn_skipped(skipped: list[Any]) -> None:
-    """Skipped files are never silent: the count goes to stderr as well as into the report."""
-    if skipped:
-        click.echo(
-            f"edgecnn: warning: skipped {len(skipped)} unreadable or non-image file(s), listed in the report "
-            "(--strict makes this an error)",
-            err=True,
-        )
+def progress_callbacks(quiet: bool) -> dict[str, Any]:
+    """``on_progress`` and ``on_epoch`` for the library functions that train."""
+    return {"on_progress": stage_progress(quiet), "on_epoch": epoch_printer(quiet)}

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgecnn.classify import ClassifyResult
-from edgecnn.convert import ConversionResult
-from edgecnn.data import Skipped
-from edgecnn.fileio import dumps_json
-from edgecnn.train import TrainResult
-from edgecnn.validate import ValidationReport
+from edgecnn.runtime.files import dumps_json
+from edgecnn.units import fmt_ms, fmt_percent
+
+if TYPE_CHECKING:
+    from edgecnn.build.convert import ConversionResult
+    from edgecnn.build.train import TrainResult
+    from edgecnn.evidence.validate import ValidationReport
+    from edgecnn.runtime.classify import ClassifyResult
+    from edgecnn.runtime.data import Skipped
+    from edgecnn.targets import TargetList
+
+percent = fmt_percent
 
 
 def as_json(result: Any) -> str:
-    """A result as canonical JSON text."""
+    """A result as one canonical JSON document (sorted keys, two-space indent, a final newline)."""
     return dumps_json(result.to_dict() if hasattr(result, "to_dict") else result)
-
-
-def percent(fraction: float) -> str:
-    """0.98765 → ``98.77%``."""
-    return f"{100.0 * fraction:.2f}%"
 
 
 def skipped_lines(skipped: Sequence[Skipped], *, show: int = 5) -> list[str]:
@@ -86,8 +87,9 @@ def _matrix(title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]) 
     return [f"{title} (rows: true class, columns: predicted class number)", head, *rows]
 
 
-def validation(report: ValidationReport) -> str:
+def validation(result: Any) -> str:
     """The full validation report: figures, per-class table, confusion matrices, gates."""
+    report: ValidationReport = getattr(result, "report", result)
     lines = [
         f"images: {report.num_images} (skipped {len(report.skipped)})",
         f"top-1 accuracy: reference {percent(report.reference_accuracy)}, "
@@ -144,7 +146,7 @@ def demo(result: Any) -> str:
     return "\n".join(lines)
 
 
-def target_table(statuses: Sequence[Any]) -> str:
+def target_table(statuses: TargetList) -> str:
     """``edgecnn targets``: one block per target."""
     lines = []
     for status in statuses:
@@ -185,7 +187,7 @@ def bench_result(result: Any) -> str:
 
 def _ms(value: float | None) -> str:
     """A latency in ms, or ``n/a`` for a statistic the timing tool does not report."""
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else fmt_ms(value).removesuffix(" ms")
 
 
 def stage_table(stages: Any) -> list[str]:
@@ -219,6 +221,19 @@ def diagnosis(result: Any) -> str:
     return "\n".join(lines + skipped_lines(result.skipped))
 
 
+def finetuning(result: ConversionResult) -> str:
+    """``edgecnn finetune``: what fine-tuning reached, then the conversion summary."""
+    qat = result.info.extra["qat"]
+    metrics = qat["metrics"]
+    line = (
+        f"fine-tuned {qat['epochs']} epoch(s) with simulated int8 on {qat['num_train']} images: "
+        f"accuracy {percent(metrics.get('accuracy', 0.0))}"
+    )
+    if "val_accuracy" in metrics:
+        line += f", validation accuracy {percent(metrics['val_accuracy'])} ({qat['num_validation']} images)"
+    return f"{line}\n{conversion(result)}"
+
+
 def recovery(result: Any) -> str:
     """``edgecnn convert --max-drop``: every attempt, then what was written."""
     lines = [f"{'attempt':<22}{'accuracy':>10}{'drop pp':>9}{'bytes':>10}  {'runs on':<24}detail"]
@@ -242,7 +257,7 @@ def target_conversion(result: Any) -> str:
 
     The target's warnings and errors go to stderr, one line each, so only its informational lines are here.
     """
-    from edgecnn.convert.recover import RecoveryResult
+    from edgecnn.build.recover import RecoveryResult
 
     converted = result.conversion
     text = recovery(converted) if isinstance(converted, RecoveryResult) else conversion(converted)
@@ -271,7 +286,7 @@ def micro_export(result: Any) -> str:
             return "fits" if ok else "DOES NOT FIT"
 
         lines.append(
-            f"{budget['device']} ({budget['title']}): flash {budget['model_bytes']:,} of {budget['flash_bytes']:,} "
+            f"{budget['board']} ({budget['title']}): flash {budget['model_bytes']:,} of {budget['flash_bytes']:,} "
             f"bytes ({verdict(budget['flash_fits'])}); RAM arena {budget['arena_bytes']:,} of "
             f"{budget['ram_bytes']:,} bytes ({verdict(budget['ram_fits'])})"
         )

@@ -1,7 +1,9 @@
-"""Targets by name: where a model runs. Imported lazily, so listing them loads no interpreter.
+"""Targets by name: where a model runs. One folder per target; adding one is adding a folder and a line here.
 
-Adding a target is adding a module with a :class:`~edgecnn.targets.base.Target` subclass and a line in
-:data:`TARGETS` (or an ``edgecnn.targets`` entry point in another package).
+Each target's package (``edgecnn/targets/<name>/__init__.py``) says in a few standard-library lines what the
+target is (``SUMMARY``), which options it takes (``OPTIONS``), whether it is usable on this machine
+(``availability()``) and where its :class:`~edgecnn.targets.base.Target` class lives (``TARGET``). So listing the
+targets imports neither numpy nor an interpreter; the class is imported when a command uses the target.
 """
 
 from __future__ import annotations
@@ -9,53 +11,36 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import UnknownTargetError, UsageError
 
+if TYPE_CHECKING:
+    from edgecnn.targets.base import CheckReport, Target
+
 TARGETS: dict[str, str] = {
-    "host": "edgecnn.targets.host:HostTarget",
-    "rpi": "edgecnn.targets.rpi:RpiTarget",
-    "coral": "edgecnn.targets.coral:CoralTarget",
-    "android": "edgecnn.targets.android:AndroidTarget",
-    "micro": "edgecnn.targets.micro:MicroTarget",
+    "host": "edgecnn.targets.host",
+    "rpi": "edgecnn.targets.rpi",
+    "coral": "edgecnn.targets.coral",
+    "android": "edgecnn.targets.android",
+    "micro": "edgecnn.targets.micro",
 }
-"""Built-in targets: name → ``module:Class``."""
+"""Target name → its package."""
+
+_FLAGS = {"ssh_options": "ssh-option"}
+"""Command-line flags whose name is not the option's Python name with dashes."""
 
 
-def _registry() -> dict[str, str]:
-    registry = dict(TARGETS)
-    for entry in metadata.entry_points(group="edgecnn.targets"):
-        registry.setdefault(entry.name, entry.value)
-    return registry
+@dataclass(frozen=True)
+class Availability:
+    """Whether a target can be used from this machine; if not, why and how to fix it."""
 
-
-def target_names() -> list[str]:
-    """Every registered target name, built-in ones first."""
-    return list(_registry())
-
-
-def target_class(name: str) -> Any:
-    """The class registered as ``name``.
-
-    Raises:
-        UnknownTargetError: no such target; the message names the closest match and all known ones.
-    """
-    registry = _registry()
-    if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UnknownTargetError(f"unknown target {name!r}: {hint}known targets: {', '.join(registry)}")
-    module_name, _, class_name = registry[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def get_target(name: str, **options: Any) -> Any:
-    """An instance of the target ``name`` with its keyword options (``threads``, ``remote``...)."""
-    return target_class(name)(**options)
+    usable: bool
+    detail: str
+    fix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,74 +55,97 @@ class TargetStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "name": self.name,
-            "summary": self.summary,
-            "usable": self.usable,
-            "detail": self.detail,
-            "fix": self.fix,
-        }
+        return {"name": self.name, "summary": self.summary, "usable": self.usable, "detail": self.detail,
+                "fix": self.fix}  # fmt: skip
 
 
-def list_targets() -> list[TargetStatus]:
+@dataclass(frozen=True)
+class TargetList:
+    """What ``edgecnn targets`` shows: every target's status."""
+
+    statuses: list[TargetStatus]
+
+    def __iter__(self) -> Iterator[TargetStatus]:
+        return iter(self.statuses)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"targets": [...]}``."""
+        return {"targets": [s.to_dict() for s in self.statuses]}
+
+
+def target_names() -> list[str]:
+    """Every target name, in the order ``edgecnn targets`` lists them."""
+    return list(TARGETS)
+
+
+def target_package(name: str) -> ModuleType:
+    """The package of the target ``name`` (its summary, options and availability; cheap to import).
+
+    Raises:
+        UnknownTargetError: no such target; the message names the closest match and all known ones.
+    """
+    if name not in TARGETS:
+        close = difflib.get_close_matches(name, TARGETS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownTargetError(f"unknown target {name!r}: {hint}known targets: {', '.join(TARGETS)}")
+    return importlib.import_module(TARGETS[name])
+
+
+def target_class(name: str) -> type[Target]:
+    """The :class:`~edgecnn.targets.base.Target` class of the target ``name``.
+
+    Raises:
+        UnknownTargetError: no such target.
+    """
+    module_name, _, class_name = target_package(name).TARGET.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
+def list_targets() -> TargetList:
     """Every target, whether it is usable on this machine, and if not, why and how to fix it."""
     statuses = []
-    for name in target_names():
-        cls = target_class(name)
-        available = cls.availability()
-        statuses.append(TargetStatus(name, cls.summary, available.usable, available.detail, available.fix))
-    return statuses
+    for name in TARGETS:
+        package = target_package(name)
+        available = package.availability()
+        statuses.append(TargetStatus(name, package.SUMMARY, available.usable, available.detail, available.fix))
+    return TargetList(statuses)
 
 
-def make_target(
-    name: str = "host",
-    *,
-    threads: int | None = None,
-    host: str | None = None,
-    ssh_options: Sequence[str] = (),
-    remote_edgecnn: str | None = None,
-    **target_options: Any,
-) -> Any:
+def make_target(name: str = "host", *, threads: int | None = None, **options: Any) -> Target:
     """The target the command-line options describe.
 
     Args:
         name: a registered target name.
         threads: interpreter threads (None: the target's default).
-        host: ``user@address[:port]`` of a device to reach over SSH (targets that run remotely).
-        ssh_options: extra OpenSSH ``-o KEY=VALUE`` options.
-        remote_edgecnn: the command that starts edgecnn on the device (default ``edgecnn``).
-        target_options: options only some targets take (``device`` for coral; ``serial``, ``adb``,
-            ``benchmark_binary``, ``delegate`` for android); None means not given. A target lists the ones it
-            takes in its ``options`` class attribute.
+        options: options only some targets take, by their Python names (``host``, ``ssh_options`` and
+            ``remote_edgecnn`` for rpi; ``device`` and ``min_tpu_share`` for coral; ``board``, ``ram``, ``flash``
+            for micro; ``serial``, ``adb``, ``benchmark_binary``, ``delegate`` for android). None or an empty
+            value means not given; each target lists the ones it takes in its package's ``OPTIONS``.
 
     Raises:
         UnknownTargetError: no such target.
-        UsageError: options that do not go together, or an option the target does not take.
+        UsageError: an option the target does not take (naming the target that does), or a bad option value.
     """
-    cls = target_class(name)
-    given = {key: value for key, value in target_options.items() if value is not None}
+    package = target_package(name)
+    given = {key: value for key, value in options.items() if value is not None and value != ()}
     for key in given:
-        if key not in getattr(cls, "options", ()):
-            owners = [n for n in target_names() if key in getattr(target_class(n), "options", ())]
+        renamed = getattr(package, "RENAMED", {}).get(key)
+        if renamed is not None:
+            raise UsageError(f"--{key} is --{renamed} for --target {name}: --{renamed} {given[key]}")
+        if key not in package.OPTIONS:
+            owners = [n for n in TARGETS if key in target_package(n).OPTIONS]
             where = f" applies to --target {' or '.join(owners)}" if owners else " is not an option of any target"
-            raise UsageError(f"--{key.replace('_', '-')}{where}, not --target {name}")
-    if host is None:
-        if ssh_options or remote_edgecnn:
-            raise UsageError("--ssh-option and --remote-edgecnn need --host user@address")
-        return cls(threads=threads, **given)
-    from edgecnn.targets.ssh import SshHost
-
-    remote = SshHost.parse(host, options=ssh_options, edgecnn=remote_edgecnn or "edgecnn")
-    return cls(threads=threads, remote=remote, **given)
+            raise UsageError(f"--{_FLAGS.get(key, key.replace('_', '-'))}{where}, not --target {name}")
+    return target_class(name)(threads=threads, **given)
 
 
-def check_model(model: str | os.PathLike[str], target: Any) -> Any:
+def check_model(model: str | os.PathLike[str], target: Target) -> CheckReport:
     """Run ``target``'s checks on a ``.tflite`` bundle and collect them in a :class:`CheckReport`.
 
     Raises:
         ModelFormatError: the model is missing, not a TFLite model, or has no valid sidecar.
     """
-    from edgecnn.bundle import check_model_file
+    from edgecnn.runtime.bundle import check_model_file
     from edgecnn.targets.base import CheckReport
 
     path = check_model_file(model, suffixes=(".tflite",))

@@ -1,8 +1,7 @@
-"""The target interface: check a model for a device, prepare it, open a runner on it, benchmark it there."""
+"""The target interface: check a model for a device, build what it needs, open a runner on it, benchmark it there."""
 
 from __future__ import annotations
 
-import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +9,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from edgecnn.bench import BenchResult, benchmark
-from edgecnn.bundle import read_tflite_info, sidecar_path
-from edgecnn.data import ProgressFn
-from edgecnn.runners import Runner
+from edgecnn.runtime.bench import BenchResult, benchmark
+from edgecnn.runtime.progress import ProgressFn
+from edgecnn.runtime.runners import Runner
 
 Severity = Literal["error", "warning", "info"]
 
@@ -34,15 +32,6 @@ class Finding:
 def passes(findings: list[Finding]) -> bool:
     """True when no finding is an error: the model can run there."""
     return not any(f.severity == "error" for f in findings)
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether a target can be used from this machine; if not, why and how to fix it."""
-
-    usable: bool
-    detail: str
-    fix: str | None = None
 
 
 @dataclass
@@ -115,19 +104,11 @@ class Target(ABC):
     """
 
     name: ClassVar[str]
-    summary: ClassVar[str]
-    options: ClassVar[tuple[str, ...]] = ()
-    """Target-specific constructor options (``device``, ``serial``...) that :func:`make_target` may pass."""
 
     @property
     def where(self) -> str:
         """The target as reports name it: ``host``, ``rpi``, ``rpi pi@raspberrypi``."""
         return self.name
-
-    @classmethod
-    @abstractmethod
-    def availability(cls) -> Availability:
-        """Whether this target is usable from this machine (cheap: no model is loaded)."""
 
     @abstractmethod
     def check(self, model: Path) -> list[Finding]:
@@ -171,7 +152,7 @@ class Target(ABC):
         batch: int,
         on_progress: ProgressFn | None = None,
     ) -> BenchResult:
-        """Latency and throughput of the bundle on this target (see :mod:`edgecnn.bench`).
+        """Latency and throughput of the bundle on this target (see :mod:`edgecnn.runtime.bench`).
 
         The default times the model in this process, with the target's threads and runtime.
         """
@@ -186,21 +167,3 @@ class Target(ABC):
             runtime=self.local_runtime(),
             on_progress=on_progress,
         )
-
-    def prepare(self, model: Path, out: Path) -> Path:
-        """Write what the target needs into the folder ``out``; returns the model to deploy.
-
-        The default copies the bundle (model and sidecar) after checking that they belong together.
-        """
-        read_tflite_info(model)  # refuses a bundle whose sidecar does not match the model
-        out.mkdir(parents=True, exist_ok=True)
-        for source in (model, sidecar_path(model)):
-            _copy_atomic(source, out / source.name)
-        return out / model.name
-
-
-def _copy_atomic(source: Path, dest: Path) -> None:
-    from edgecnn.fileio import atomic_path
-
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(source, tmp)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from edgecnn.fileio import sha256_file
+from edgecnn.runtime.files import sha256_file
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -115,19 +115,49 @@ def test_int8_without_calibration(cifar_models: dict[str, Path], tmp_path: Path)
     assert folder_listing(tmp_path) == []
 
 
-def test_output_in_a_folder_that_does_not_exist(cifar_models: dict[str, Path], tmp_path: Path, small_folder) -> None:
+def test_missing_output_folders_are_created(cifar_models: dict[str, Path], tmp_path: Path, small_folder) -> None:
+    """Every command creates a missing output folder alike (as mkdir -p would), and only once it writes."""
     missing = tmp_path / "missing"
-    assert_one_line_error(
-        run_cli("convert", cifar_models["keras"], "--out", missing / "m.tflite", "--quantize", "none"),
-        "output folder",
-        "does not exist",
-    )
-    assert_one_line_error(run_cli("train", small_folder, "--out", missing / "m.keras"), "does not exist")
-    result = run_cli(
-        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json", missing / "r.json"
-    )
-    assert_one_line_error(result, "output folder")
-    assert not missing.exists()
+    converted = run_cli("convert", cifar_models["keras"], "--out", missing / "a" / "m.tflite", "--quantize", "none")
+    assert converted.exit_code == 0, converted.stderr
+    assert (missing / "a" / "m.tflite").is_file() and (missing / "a" / "m.json").is_file()
+    validated = run_cli(
+        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--max-drop", 100,
+        "--json-out", missing / "b" / "r.json", "--junit", missing / "c" / "gates.xml",
+    )  # fmt: skip
+    assert validated.exit_code == 0, validated.stderr
+    assert json.loads((missing / "b" / "r.json").read_text())["num_images"] == 12
+    assert (missing / "c" / "gates.xml").is_file()
+    # A refused command creates nothing: the folder is made when the first file is written.
+    refused = run_cli("convert", cifar_models["keras"], "--out", tmp_path / "never" / "m.tflite")  # no calibration
+    assert_one_line_error(refused, "--calibration")
+    assert not (tmp_path / "never").exists()
+
+
+def test_outputs_never_overwrite_inputs(cifar_models: dict[str, Path], tmp_path: Path, small_folder: Path) -> None:
+    """An output that is an input of the same command (a model, a sidecar, an image of the data) is refused before
+    any work, and the input is untouched."""
+    candidate = tmp_path / "cand.tflite"
+    shutil.copyfile(cifar_models["int8"], candidate)
+    shutil.copyfile(cifar_models["int8"].with_suffix(".json"), candidate.with_suffix(".json"))
+    image = next((small_folder / "cat").iterdir())
+    before = {p: sha256_file(p) for p in (candidate, candidate.with_suffix(".json"), image)}
+    base = ["validate", small_folder, "-r", cifar_models["float"], "-c", candidate, "--max-drop", 100]
+    for option, path in [
+        ("--json-out", candidate),
+        ("--junit", candidate.with_suffix(".json")),
+        ("--json-out", image),
+        ("--junit", small_folder / "new.xml"),
+        ("--report", small_folder / "report"),
+    ]:
+        assert_one_line_error(run_cli(*base, option, path), "input")
+    convert = run_cli("convert", cifar_models["keras"], "--out", small_folder / "cat" / "m.tflite",
+                      "--calibration", small_folder)  # fmt: skip
+    assert_one_line_error(convert, "inside the input")
+    train = run_cli("train", small_folder, "--out", small_folder / "m.keras")
+    assert_one_line_error(train, "inside the input")
+    assert {p: sha256_file(p) for p in before} == before
+    assert not (small_folder / "report").exists() and not (small_folder / "cat" / "m.tflite").exists()
 
 
 @pytest.mark.parametrize(
@@ -154,6 +184,6 @@ def test_candidate_must_be_tflite_and_labels_must_match(cifar_models: dict[str, 
 def test_output_that_cannot_be_written(cifar_models: dict[str, Path], small_folder: Path) -> None:
     """The file system refuses the write (here /proc, which even root cannot create files in): one line."""
     result = run_cli(
-        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json", "/proc/r.json"
+        "validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json-out", "/proc/r.json"
     )
     assert_one_line_error(result, "/proc", "check the path and its permissions")

@@ -73,7 +73,7 @@ def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> No
     assert trained.exit_code == 0, trained.stderr
     summary = json.loads(trained.stdout)
     assert summary["labels"] == ["airplane", "cat", "ship"] and summary["preprocessing"]["height"] == 16
-    from edgecnn.bundle import read_keras_info
+    from edgecnn.runtime.bundle import read_keras_info
 
     assert read_keras_info(keras_path).extra["training"]["augment"] == "shift"
     converted = run_cli("convert", keras_path, "--out", tflite_path, "--calibration", small_folder, "--json")

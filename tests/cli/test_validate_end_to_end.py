@@ -43,7 +43,7 @@ def test_report_matches_an_independent_computation(
     report_file = tmp_path / "report.json"
     result = run_cli(
         "validate", cifar_test, "--reference", cifar_models["keras"], "--candidate", cifar_models["int8"],
-        "--limit-per-class", PER_CLASS, "--max-drop", 100, "--json", report_file,
+        "--limit-per-class", PER_CLASS, "--max-drop", 100, "--json-out", report_file,
     )  # fmt: skip
     assert result.exit_code == 0, result.stdout + result.stderr
     report = json.loads(report_file.read_text())
@@ -74,8 +74,8 @@ def test_report_matches_an_independent_computation(
 @pytest.fixture(scope="module")
 def weak_candidate(cifar_train: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A different, barely trained network as int8: it disagrees with the reference on many images."""
-    from edgecnn.convert import convert
-    from edgecnn.train import train
+    from edgecnn.build.convert import convert
+    from edgecnn.build.train import train
 
     out = tmp_path_factory.mktemp("weak")
     train(cifar_train, out / "weak.keras", image_size=32, epochs=1, filters=4, limit_per_class=5, seed=7)
@@ -86,7 +86,7 @@ def weak_candidate(cifar_train: Path, tmp_path_factory: pytest.TempPathFactory) 
 def test_gate_exit_codes(cifar_models: dict[str, Path], cifar_test: Path, weak_candidate: Path) -> None:
     base = ["validate", cifar_test, "--reference", cifar_models["keras"], "--candidate", weak_candidate,
             "--limit-per-class", PER_CLASS, "--quiet"]  # fmt: skip
-    first = run_cli(*base, "--max-drop", 100, "--json", "-")
+    first = run_cli(*base, "--max-drop", 100, "--json")
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
     drop, agreement = report["accuracy_drop_pp"], report["agreement"]
@@ -111,7 +111,7 @@ def test_float_tflite_reference_and_skipped_files(cifar_models: dict[str, Path],
     good = (small_folder / "cat" / "0000.jpg").read_bytes()
     (small_folder / "cat" / "broken.jpg").write_bytes(good[: len(good) // 2])
     args = ["validate", small_folder, "-r", cifar_models["float"], "-c", cifar_models["int8"], "--max-drop", 100]
-    result = run_cli(*args, "--json", "-")
+    result = run_cli(*args, "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["num_images"] == 12 and report["num_skipped"] == 2

@@ -1,0 +1,11 @@
+"""The values the build side's options take: imports nothing, so the command line can offer them without
+loading numpy or TensorFlow."""
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+"""``--quantize``: float32, float16 weights, dynamic-range (int8 weights, float compute), full-integer int8."""
+
+IO_TYPES = ("int8", "uint8", "float32")
+"""``--io``: the input and output tensor type of an int8 model."""
+
+AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
+"""``--augment``: random shifts and/or left-right flips while training."""

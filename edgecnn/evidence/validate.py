@@ -1,0 +1,244 @@
+"""Compare a reference model and a candidate on the same images: accuracy, agreement, per class, gates.
+
+:func:`compare` never loads a model: it takes both models' scores, so the same code judges a Keras model
+against a TFLite one on a workstation, two TFLite models on a device without TensorFlow, or every attempt of
+``convert --max-drop`` against one reference run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgecnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.data import LoadedImages
+    from edgecnn.runtime.runners import Runner
+
+# Gates compare rounded figures; this keeps 1.0 pp from failing a 1.0 pp limit through float error.
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One pass/fail check: ``value`` against ``threshold``."""
+
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "threshold": self.threshold,
+            "passed": self.passed,
+            "rule": self.rule,
+        }
+
+    def describe(self) -> str:
+        """One line such as ``accuracy drop 1.20 pp > max 1.00 pp``."""
+        return f"{self.name}: {self.rule.format(value=self.value, threshold=self.threshold)}"
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """Accuracy of both models on one class."""
+
+    label: str
+    support: int
+    reference_accuracy: float
+    candidate_accuracy: float
+
+    @property
+    def drop_pp(self) -> float:
+        """Reference minus candidate accuracy, in percentage points."""
+        return (self.reference_accuracy - self.candidate_accuracy) * 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "label": self.label,
+            "support": self.support,
+            "reference_accuracy": self.reference_accuracy,
+            "candidate_accuracy": self.candidate_accuracy,
+            "drop_pp": self.drop_pp,
+        }
+
+
+@dataclass
+class ValidationReport:
+    """Everything :func:`validate` measured. Accuracies and agreement are fractions in [0, 1].
+
+    Attributes:
+        labels: class names, in model output order.
+        num_images: images both models ran on.
+        reference_accuracy / candidate_accuracy: top-1 accuracy of each model.
+        agreement: share of images where both models' top-1 class is the same.
+        per_class: per-class accuracy of both models (classes with no images are left out).
+        reference_confusion / candidate_confusion: ``[true][predicted]`` counts.
+        gates: the checks applied, each with its verdict.
+        skipped: files left out (unreadable or not images), with reasons.
+        candidate_target / candidate_runtime: where the candidate ran, and in which interpreter.
+        stages: a :class:`~edgecnn.evidence.stages.StageReport` when asked for (``--stages``), else None.
+    """
+
+    labels: list[str]
+    num_images: int
+    reference_accuracy: float
+    candidate_accuracy: float
+    agreement: float
+    per_class: list[ClassResult]
+    reference_confusion: list[list[int]]
+    candidate_confusion: list[list[int]]
+    gates: list[Gate] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)
+    candidate_target: str = "host"
+    candidate_runtime: str = ""
+    stages: Any = None
+
+    @property
+    def accuracy_drop_pp(self) -> float:
+        """Reference minus candidate top-1 accuracy, in percentage points (positive: the candidate is worse)."""
+        return (self.reference_accuracy - self.candidate_accuracy) * 100.0
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    def messages(self) -> list[str]:
+        """Each failed gate, for stderr: ``gate failed: max-drop: accuracy drop 1.20 pp, allowed at most 1.00 pp``."""
+        return [f"gate failed: {g.describe()}" for g in self.gates if not g.passed]
+
+    def largest_drops(self, count: int = 3) -> list[ClassResult]:
+        """The classes whose accuracy dropped most (only those that dropped)."""
+        dropped = [c for c in self.per_class if c.drop_pp > 0]
+        return sorted(dropped, key=lambda c: (-c.drop_pp, c.label))[:count]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; the keys are documented in the README."""
+        return {
+            "passed": self.passed,
+            "num_images": self.num_images,
+            "num_skipped": len(self.skipped),
+            "reference_accuracy": self.reference_accuracy,
+            "candidate_accuracy": self.candidate_accuracy,
+            "accuracy_drop_pp": self.accuracy_drop_pp,
+            "agreement": self.agreement,
+            "candidate_target": self.candidate_target,
+            "candidate_runtime": self.candidate_runtime,
+            "gates": [g.to_dict() for g in self.gates],
+            "labels": self.labels,
+            "per_class": [c.to_dict() for c in self.per_class],
+            "largest_drops": [c.to_dict() for c in self.largest_drops()],
+            "reference_confusion": self.reference_confusion,
+            "candidate_confusion": self.candidate_confusion,
+            "skipped": [s.to_dict() for s in self.skipped],
+            **({"stages": self.stages.to_dict()} if self.stages is not None else {}),
+        }
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[true][predicted]`` counts."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (true, predicted), 1)
+    return matrix
+
+
+def check_comparable(reference: Runner, candidate: Runner) -> None:
+    """Refuse models that cannot be compared (other labels or preprocessing), before any work.
+
+    Raises:
+        UsageError: the two models disagree on labels or preprocessing.
+    """
+    if reference.info.labels != candidate.info.labels:
+        raise UsageError("reference and candidate have different labels: compare models trained on the same classes")
+    if reference.info.preprocessing != candidate.info.preprocessing:
+        raise UsageError(
+            "reference and candidate use different preprocessing (size, channels or scaling): "
+            "convert the candidate from the reference"
+        )
+
+
+def check_gates(*, max_drop: float | None, min_agreement: float | None) -> None:
+    """Refuse gate thresholds that mean nothing, before any work.
+
+    Raises:
+        UsageError: a NaN or infinite threshold, a negative drop, or an agreement outside [0, 1].
+    """
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise UsageError(f"--max-drop is a number of percentage points, 0 or more, not {max_drop}")
+    if min_agreement is not None and not (math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0):
+        raise UsageError(f"--min-agreement is a fraction between 0 and 1, not {min_agreement}")
+
+
+def compare(
+    labels: list[str],
+    images: LoadedImages,
+    reference_scores: np.ndarray,
+    candidate_scores: np.ndarray,
+    *,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+) -> ValidationReport:
+    """The report and gates from both models' scores on the same images.
+
+    Callers that try several candidates against one reference (``convert --max-drop``) run the reference once.
+
+    Raises:
+        UsageError: a gate threshold that means nothing (see :func:`check_gates`).
+    """
+    check_gates(max_drop=max_drop, min_agreement=min_agreement)
+    ref_pred = np.asarray(reference_scores).argmax(axis=1)
+    cand_pred = np.asarray(candidate_scores).argmax(axis=1)
+    truth = images.labels
+    k = len(labels)
+    ref_cm = confusion_matrix(truth, ref_pred, k)
+    cand_cm = confusion_matrix(truth, cand_pred, k)
+    support = ref_cm.sum(axis=1)
+    per_class = [
+        ClassResult(labels[c], int(support[c]), float(ref_cm[c, c] / support[c]), float(cand_cm[c, c] / support[c]))
+        for c in range(k)
+        if support[c] > 0
+    ]
+    report = ValidationReport(
+        labels=list(labels),
+        num_images=len(truth),
+        reference_accuracy=float(np.mean(ref_pred == truth)),
+        candidate_accuracy=float(np.mean(cand_pred == truth)),
+        agreement=float(np.mean(ref_pred == cand_pred)),
+        per_class=per_class,
+        reference_confusion=ref_cm.tolist(),
+        candidate_confusion=cand_cm.tolist(),
+        skipped=list(images.skipped),
+    )
+    if max_drop is not None:
+        drop = report.accuracy_drop_pp
+        report.gates.append(
+            Gate(
+                "max-drop",
+                drop,
+                max_drop,
+                drop <= max_drop + _EPSILON,
+                "accuracy drop {value:.2f} pp, allowed at most {threshold:.2f} pp",
+            )
+        )
+    if min_agreement is not None:
+        report.gates.append(
+            Gate(
+                "min-agreement",
+                report.agreement,
+                min_agreement,
+                report.agreement + _EPSILON >= min_agreement,
+                "top-1 agreement {value:.4f}, required at least {threshold:.4f}",
+            )
+        )
+    return report

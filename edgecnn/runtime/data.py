@@ -1,0 +1,357 @@
+"""Image-folder datasets: ``ROOT/<class>/<image>``, class-balanced subsets, seeded splits, the embedded default.
+
+Classes are the sub-folders of ``ROOT`` sorted by name; their index is the label. Files are taken in sorted
+order so a subset such as "the first 50 images of each class" is the same on every machine. Hidden files
+(names starting with a dot) are ignored; any other file that is not a readable image is skipped with a
+reason that reaches the report, or is an error with ``strict``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import DatasetError, MissingDependencyError
+from edgecnn.runtime.files import atomic_path
+from edgecnn.runtime.preprocess import ImageReadError, Preprocessing, load_image
+from edgecnn.runtime.progress import Progress, ProgressFn, no_progress
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file and the index of its class."""
+
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out, and why."""
+
+    path: Path
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form for reports."""
+        return {"path": str(self.path), "reason": self.reason}
+
+
+@dataclass
+class ImageFolder:
+    """The listing of an image folder: its classes and the image files of each."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class LoadedImages:
+    """Preprocessed images ready for a model.
+
+    Attributes:
+        images: float32 array ``(N, height, width, channels)``.
+        labels: int64 array ``(N,)`` of class indices.
+        paths: the file of each image.
+        skipped: files that could not be read (and non-image files found while scanning).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[Path]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _visible(entries: Iterable[Path]) -> list[Path]:
+    return sorted(p for p in entries if not p.name.startswith("."))
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every non-hidden file below ``folder``, sorted; hidden folders (``.ipynb_checkpoints``...) are not entered.
+
+    ``os.walk`` reads directory entries without a stat per file, which matters for folders of 50,000 images.
+    """
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(current, f) for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _not_an_image(path: Path) -> Skipped:
+    return Skipped(path, f"not an image file ({path.suffix or 'no extension'})")
+
+
+def scan_folder(
+    root: str | os.PathLike[str], *, limit_per_class: int | None = None, labels: Sequence[str] | None = None
+) -> ImageFolder:
+    """List the classes and image files of ``root`` without decoding anything.
+
+    Args:
+        root: folder holding one sub-folder of images per class.
+        limit_per_class: keep only the first N image files (sorted by name) of each class.
+        labels: a model's class names: each folder's label is its index there (a folder may be missing,
+            so a subset of classes can be checked), instead of its position among the folders.
+
+    Raises:
+        DatasetError: ``root`` does not exist, holds no class folders, a class folder holds no images, or a
+            folder is not one of ``labels``.
+    """
+    base = Path(root)
+    if not base.exists():
+        raise DatasetError(f"data folder {base} does not exist: check the path")
+    if not base.is_dir():
+        raise DatasetError(f"{base} is not a folder: give a folder with one sub-folder of images per class")
+    if limit_per_class is not None and limit_per_class < 1:
+        raise DatasetError(f"--limit-per-class must be at least 1, not {limit_per_class}")
+    class_dirs = [p for p in _visible(base.iterdir()) if p.is_dir()]
+    if not class_dirs:
+        raise DatasetError(f"data folder {base} has no class folders: put each class's images in {base}/<class name>/")
+    names = [p.name for p in class_dirs]
+    if labels is not None:
+        unknown = [n for n in names if n not in labels]
+        if unknown:
+            raise DatasetError(
+                f"class folder {base / unknown[0]} is not one of the model's labels ({', '.join(labels)}): "
+                "rename or remove it"
+            )
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    for position, class_dir in enumerate(class_dirs):
+        label = list(labels).index(class_dir.name) if labels is not None else position
+        files = _files_under(class_dir)
+        images = [p for p in files if _is_image(p)]
+        if not images:
+            raise DatasetError(
+                f"class folder {class_dir} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
+                "add images or remove the folder"
+            )
+        skipped += [_not_an_image(p) for p in files if not _is_image(p)]
+        samples += [Sample(p, label) for p in images[:limit_per_class]]
+    return ImageFolder(
+        root=base, classes=list(labels) if labels is not None else names, samples=samples, skipped=skipped
+    )
+
+
+def load_images(
+    samples: Sequence[Sample],
+    spec: Preprocessing,
+    *,
+    strict: bool = False,
+    skipped: Sequence[Skipped] = (),
+    on_progress: ProgressFn | None = None,
+) -> LoadedImages:
+    """Decode and preprocess ``samples`` with ``spec``.
+
+    Args:
+        samples: the files to read, with their labels.
+        spec: the model's preprocessing.
+        strict: fail on the first unreadable file instead of skipping it.
+        skipped: files already left out while scanning; reported with the unreadable ones.
+        on_progress: called after each image.
+
+    Raises:
+        DatasetError: with ``strict``, a file could not be read (or a non-image file was found); also when
+            no image at all could be read.
+    """
+    if strict and skipped:
+        first = skipped[0]
+        raise DatasetError(f"{first.path}: {first.reason} (remove it, or drop --strict to skip it)")
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    paths: list[Path] = []
+    left_out = list(skipped)
+    for sample in samples:
+        try:
+            arrays.append(load_image(sample.path, spec))
+        except ImageReadError as exc:
+            if strict:
+                raise DatasetError(
+                    f"{sample.path} is not a readable image ({exc}): remove or replace it, or drop --strict"
+                ) from None
+            left_out.append(Skipped(sample.path, f"unreadable image: {exc}"))
+        else:
+            labels.append(sample.label)
+            paths.append(sample.path)
+        if on_progress is not None:
+            on_progress(1)
+    if not arrays:
+        raise DatasetError(f"none of the {len(samples)} image files could be read: check the folder")
+    return LoadedImages(
+        images=np.stack(arrays).astype(np.float32, copy=False),
+        labels=np.asarray(labels, dtype=np.int64),
+        paths=paths,
+        skipped=left_out,
+    )
+
+
+def load_labelled(
+    root: str | os.PathLike[str],
+    labels: Sequence[str],
+    spec: Preprocessing,
+    *,
+    limit_per_class: int | None = None,
+    strict: bool = False,
+    on_progress: Progress | None = None,
+) -> LoadedImages:
+    """Scan a labelled folder whose classes are (a subset of) a model's ``labels`` and preprocess its images.
+
+    Files that are not images are skipped and listed, as are unreadable images unless ``strict``.
+    """
+    folder = scan_folder(root, limit_per_class=limit_per_class, labels=labels)
+    advance = (on_progress or no_progress)("loading images", len(folder.samples))
+    return load_images(folder.samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
+
+
+def _by_class(samples: Sequence[Sample]) -> dict[int, list[Sample]]:
+    groups: dict[int, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.label, []).append(sample)
+    return dict(sorted(groups.items()))
+
+
+def split_samples(
+    samples: Sequence[Sample], *, validation_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded, per-class (stratified) split into training and validation samples.
+
+    Each class gives ``round(n * validation_fraction)`` of its files to validation (at least one when the
+    fraction is positive and the class has two or more). The result depends only on the file list and seed.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DatasetError(f"validation fraction must be in [0, 1), not {validation_fraction}")
+    rng = np.random.default_rng(seed)
+    train: list[Sample] = []
+    validation: list[Sample] = []
+    for group in _by_class(samples).values():
+        order = rng.permutation(len(group))
+        count = round(len(group) * validation_fraction)
+        if validation_fraction > 0 and count == 0 and len(group) >= 2:
+            count = 1
+        validation += [group[i] for i in sorted(order[:count])]
+        train += [group[i] for i in sorted(order[count:])]
+    return train, validation
+
+
+def balanced_subset(samples: Sequence[Sample], size: int, *, seed: int) -> list[Sample]:
+    """Pick ``size`` samples spread evenly over the classes, seeded (all of them when there are fewer).
+
+    Classes take turns, each drawing from its own seeded shuffle, so small subsets stay class-balanced.
+    """
+    rng = np.random.default_rng(seed)
+    queues = [[group[i] for i in rng.permutation(len(group))] for group in _by_class(samples).values()]
+    chosen: list[Sample] = []
+    depth = 0
+    while len(chosen) < size and any(depth < len(q) for q in queues):
+        chosen += [q[depth] for q in queues if depth < len(q)][: size - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Skipped]]:
+    """Expand files and folders (searched recursively, sorted) into image files to classify.
+
+    Returns:
+        The image files, and the non-image files found inside folders.
+
+    Raises:
+        DatasetError: a path does not exist, or nothing to classify was found.
+    """
+    images: list[Path] = []
+    skipped: list[Skipped] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise DatasetError(f"{path} does not exist: check the path")
+        if path.is_dir():
+            for file in _files_under(path):
+                if _is_image(file):
+                    images.append(file)
+                else:
+                    skipped.append(_not_an_image(file))
+        else:
+            images.append(path)  # named explicitly: try to read it whatever its extension
+    if not images:
+        raise DatasetError(f"no image files found in {', '.join(str(i) for i in inputs)}")
+    return images, skipped
+
+
+def scan_images(root: str | os.PathLike[str]) -> ImageFolder:
+    """Image files anywhere below ``root``, for unlabelled uses such as calibration.
+
+    Files are grouped by the top-level sub-folder they sit in (files directly in ``root`` form one group), so
+    :func:`balanced_subset` can still spread a subset over the classes of a labelled folder, while a flat
+    folder of images works too.
+
+    Raises:
+        DatasetError: ``root`` does not exist or holds no image files.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(f"image folder {base} does not exist: check the path")
+    images, skipped = collect_images([base])
+
+    def group(path: Path) -> str:
+        parts = path.relative_to(base).parts
+        return parts[0] if len(parts) > 1 else ""
+
+    groups = sorted({group(p) for p in images})
+    index = {name: i for i, name in enumerate(groups)}
+    samples = [Sample(p, index[group(p)]) for p in images]
+    return ImageFolder(root=base, classes=groups, samples=samples, skipped=skipped)
+
+
+def write_digits(root: str | os.PathLike[str], *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
+    """Write scikit-learn's handwritten digits as PNG image folders: the embedded default dataset.
+
+    The 1,797 8x8 digits (UCI, 43 writers) ship inside scikit-learn, so the demo needs no network. Their
+    0-16 intensities are stretched to 0-255 grayscale PNGs and split, seeded and per class, into
+    ``root/train/<digit>/`` and ``root/test/<digit>/``; the files then go through the same image-folder path
+    as a user's own data.
+
+    Returns:
+        The train and test folders.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise MissingDependencyError("scikit-learn", extra="train", purpose="use the embedded digits dataset") from None
+    from PIL import Image
+
+    digits = load_digits()
+    pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    samples = [Sample(Path(f"{i:04d}.png"), int(t)) for i, t in enumerate(digits.target)]
+    train, test = split_samples(samples, validation_fraction=test_fraction, seed=seed)
+    base = Path(root)
+    folders = []
+    for split, chosen in (("train", train), ("test", test)):
+        for digit in range(10):
+            (base / split / str(digit)).mkdir(parents=True, exist_ok=True)
+        # A folder left by a run with another seed holds images of the other split: remove them, so that no
+        # digit is ever both trained on and held out.
+        wanted = {base / split / str(s.label) / s.path.name for s in chosen}
+        for stale in set(_files_under(base / split)) - wanted:
+            stale.unlink()
+        for sample in chosen:
+            target = base / split / str(sample.label) / sample.path.name
+            index = int(sample.path.stem)
+            if not target.exists():
+                with atomic_path(target) as tmp:
+                    Image.fromarray(pixels[index]).save(tmp, format="PNG")
+        folders.append(base / split)
+    return folders[0], folders[1]

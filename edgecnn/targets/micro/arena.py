@@ -1,0 +1,345 @@
+"""The tensor arena a model needs in TensorFlow Lite Micro, measured by TFLM itself rather than guessed.
+
+TFLM keeps every tensor, scratch buffer and bookkeeping struct in one byte array, the arena, that the firmware
+allocates up front. The tflite-micro Python interpreter loads a model with TFLM's ``RecordingMicroAllocator``,
+whose ``PrintAllocations()`` writes to the C-level stderr::
+
+    [RecordingMicroAllocator] Arena allocation total 72512 bytes
+    [RecordingMicroAllocator] Arena allocation head 65536 bytes
+    [RecordingMicroAllocator] Arena allocation tail 6976 bytes
+
+"total" is head (the tensors the memory planner lays out, at their peak) plus tail (persistent structs, quantization
+parameters, kernel op data). TFLM plans and allocates everything while loading (``AllocateTensors``, where each
+kernel's Prepare asks for its buffers); ``Invoke`` allocates nothing more, and the figure is the same before and
+after a run. The Python wrapper gives TFLM exactly ``arena_size`` bytes and keeps its own objects (the interpreter,
+the op resolver) outside them; the figure does include the recording allocator's own bookkeeping in the tail,
+which a firmware's plain ``MicroAllocator`` has in a slightly smaller form. Checked on edgecnn's models: an arena of
+exactly the total runs the model, and 16 bytes less fails.
+
+Too small an arena can crash TFLM instead of failing (it dereferences an allocation that failed), so this module
+loads a model in this process only with an arena known to be large enough, and asks a child process what TFLM
+says about a smaller one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgecnn.errors import (
+    MissingDependencyError,
+    ModelFormatError,
+    ModelLoadError,
+    TargetUnavailableError,
+    UsageError,
+)
+
+ARENA_MARGIN_FRACTION = 0.10
+"""Added to the measured arena for the firmware's copy.
+
+The measurement runs TFLM's reference kernels on a 64-bit host; a firmware's arena need differs by build:
+optimized kernels (CMSIS-NN on Cortex-M, ESP-NN on the ESP32-S3) ask for scratch buffers the reference kernels
+do not (CMSIS-NN's int8 convolution takes an im2col buffer of about 4 x input channels x kernel taps bytes), a
+firmware arena that is not 16-byte aligned loses up to 15 bytes to TFLM's alignment, and TFLM versions change
+their bookkeeping. (A 32-bit MCU's pointers and structs are smaller than the host's, which pulls the other way.)
+10% covers the scratch buffers of the convolutions edgecnn trains with room to spare; it is a judgment, not a
+measurement: measure on the device (``RecordingMicroAllocator`` there) to cut it.
+"""
+
+ARENA_MARGIN_MIN_BYTES = 1024
+"""The margin's floor: for small models 10% would not cover one convolution's optimized-kernel scratch buffer."""
+
+ARENA_ALIGNMENT = 16
+"""TFLM aligns the arena and its buffers to 16 bytes (``MicroArenaBufferAlignment``); sizes are rounded to it."""
+
+_FIRST_ARENA = 256 * 1024
+_MAX_ARENA = 1 << 30
+_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+_TOO_SMALL = re.compile(r"Failed to (resize buffer|allocate)", re.IGNORECASE)
+_SOURCE_PREFIX = re.compile(r"^\S+\.(cc|h)(:\d+)?\s+")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ArenaMeasurement:
+    """The arena TFLM needs for one model, and the size to give the firmware.
+
+    Attributes:
+        used_bytes: what TFLM's recording allocator reported ("Arena allocation total N bytes").
+        arena_bytes: ``used_bytes`` plus the margin, rounded up to 16 bytes: the size to give the firmware.
+        margin_bytes: ``arena_bytes - used_bytes``.
+    """
+
+    used_bytes: int
+    arena_bytes: int
+    margin_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "used_bytes": self.used_bytes,
+            "arena_bytes": self.arena_bytes,
+            "margin_bytes": self.margin_bytes,
+            "margin_fraction": ARENA_MARGIN_FRACTION,
+            "margin_min_bytes": ARENA_MARGIN_MIN_BYTES,
+        }
+
+    @classmethod
+    def from_used(cls, used_bytes: int) -> ArenaMeasurement:
+        """The measurement for ``used_bytes``, with the stated margin added."""
+        margin = max(math.ceil(used_bytes * ARENA_MARGIN_FRACTION), ARENA_MARGIN_MIN_BYTES)
+        arena = _round_up(used_bytes + margin)
+        return cls(used_bytes=used_bytes, arena_bytes=arena, margin_bytes=arena - used_bytes)
+
+
+def _round_up(size: int) -> int:
+    return -(-size // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+
+
+def import_tflite_micro() -> Any:
+    """The ``tflite_micro`` package, imported on first use.
+
+    Raises:
+        MissingDependencyError: tflite-micro is not installed (the ``micro`` extra brings it).
+    """
+    try:
+        import tflite_micro
+    except ImportError:
+        raise MissingDependencyError(
+            "tflite-micro", extra="micro", purpose="run models in the TensorFlow Lite Micro interpreter"
+        ) from None
+    return tflite_micro
+
+
+def _content(model: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
+    """The model's bytes and how messages name it."""
+    if isinstance(model, bytes):
+        return model, "the model"
+    path = Path(model)
+    try:
+        return path.read_bytes(), path.name
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {path} ({exc.strerror}): check the path") from None
+
+
+@contextmanager
+def _native_stderr(lines: list[str]) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 into ``lines`` (TFLM's MicroPrintf goes there).
+
+    Unlike :func:`edgecnn.runtime.files.captured_native_stderr`, the text is kept on success too: the arena figure is
+    printed by a call that succeeds.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (an embedded interpreter): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def _quietly(action: Callable[[], T]) -> tuple[T | None, BaseException | None, list[str]]:
+    """Run ``action`` with fd 2 captured: (its result or None, the exception it raised or None, TFLM's lines)."""
+    lines: list[str] = []
+    with _native_stderr(lines):
+        try:
+            return action(), None, lines
+        except (RuntimeError, ValueError) as exc:  # what the wrapper raises when TFLM returns an error
+            failure: BaseException = exc
+    return None, failure, lines
+
+
+def tflm_reason(lines: list[str]) -> str:
+    """One line from what TFLM printed when it refused a model: its first message, and the node that failed."""
+    messages = [_SOURCE_PREFIX.sub("", line.strip()) for line in lines if line.strip()]
+    if not messages:
+        return "TFLM failed without a message"
+    node = next((m for m in messages if m.startswith("Node ") and "failed" in m), None)
+    first = messages[0].rstrip(".")
+    return f"{first} ({node})" if node and node != messages[0] else first
+
+
+def _load(content: bytes, arena_size: int) -> tuple[Any, str | None]:
+    """(interpreter, None) or (None, TFLM's reason). Only call with an arena known not to crash TFLM."""
+    runtime = import_tflite_micro().runtime
+    interpreter, failure, lines = _quietly(lambda: runtime.Interpreter.from_bytes(content, arena_size=arena_size))
+    if failure is not None:
+        return None, tflm_reason(lines) if lines else str(failure)
+    return interpreter, None
+
+
+def _initial_arena(content: bytes) -> int:
+    """A first arena so generous that loading fails only for a reason other than its size.
+
+    The arena holds the activations (at most all of them), bookkeeping of a few hundred bytes per tensor and
+    operator, and kernel scratch buffers; twice the model's size plus 256 KB is far above that for CNNs (whose
+    weights, which stay in the flatbuffer, outweigh their activations) and costs the host nothing.
+    """
+    return _round_up(max(_FIRST_ARENA, 2 * len(content) + _FIRST_ARENA))
+
+
+def _used_bytes(interpreter: Any) -> int:
+    _, failure, lines = _quietly(interpreter.print_allocations)
+    match = next((m for line in lines if (m := _TOTAL.search(line))), None)
+    if failure is not None or match is None:
+        raise TargetUnavailableError(
+            "the tflite-micro interpreter did not report its arena use (no 'Arena allocation total' line): "
+            "install the tflite-micro version the micro extra pins"
+        )
+    return int(match.group(1))
+
+
+def _refusal(name: str, reason: str) -> ModelLoadError:
+    """The error for a model TFLM refuses at any arena size; ``reason`` keeps TFLM's own words."""
+    return ModelLoadError(
+        f"TensorFlow Lite Micro cannot load {name} ({reason}): run edgecnn check --target micro on it, which "
+        "names what TFLM lacks and the fix",
+        reason=reason,
+    )
+
+
+def _loaded_generously(content: bytes, name: str) -> tuple[Any, int]:
+    """Load with a generous arena, growing it while TFLM only lacks memory; returns (interpreter, its arena size).
+
+    Raises:
+        ModelFormatError: TFLM refuses the model for another reason (an op it lacks, float16 or hybrid weights).
+    """
+    arena = _initial_arena(content)
+    while True:
+        interpreter, reason = _load(content, arena)
+        if interpreter is not None:
+            return interpreter, arena
+        assert reason is not None
+        if not _TOO_SMALL.search(reason) or arena >= _MAX_ARENA:
+            raise _refusal(name, reason)
+        arena *= 4  # from a generous start, so never down where a too-small arena crashes TFLM
+
+
+def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
+    """Measure the arena a ``.tflite`` model needs in TFLM, with TFLM's recording allocator.
+
+    Args:
+        model: the flatbuffer's bytes, or a ``.tflite`` file.
+
+    Returns:
+        What TFLM used, and the size (with :data:`ARENA_MARGIN_FRACTION`) to give the firmware.
+
+    Raises:
+        ModelLoadError: TFLM cannot load the model (a :class:`ModelFormatError` whose ``reason`` is TFLM's own,
+            such as an operation it has no kernel for, or float16/hybrid weights).
+        MissingDependencyError: tflite-micro is not installed.
+    """
+    content, name = _content(model)
+    interpreter, _ = _loaded_generously(content, name)
+    return ArenaMeasurement.from_used(_used_bytes(interpreter))
+
+
+_CHILD = """
+import sys
+import tflite_micro
+content = open(sys.argv[1], "rb").read()
+try:
+    tflite_micro.runtime.Interpreter.from_bytes(content, arena_size=int(sys.argv[2]))
+except (RuntimeError, ValueError):
+    print("failed")
+else:
+    print("loaded")
+"""
+
+
+def _probe_in_child(content: bytes, arena_size: int) -> tuple[bool, str]:
+    """Load the model with ``arena_size`` in a child process: (loaded, TFLM's reason when not).
+
+    A too-small arena can make TFLM dereference a failed allocation and kill its process; in a child that costs
+    only the child.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgecnn-micro-") as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(content)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(path), str(arena_size)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            lines = (exc.stderr or "").splitlines()
+            status = f"signal {-exc.returncode}" if exc.returncode < 0 else f"exit status {exc.returncode}"
+            crash = f"TFLM crashed ({status})"
+            return False, f"{crash} after: {tflm_reason(lines)}" if lines else crash
+    return done.stdout.strip() == "loaded", tflm_reason(done.stderr.splitlines())
+
+
+def load_measured(model: bytes | str | os.PathLike[str]) -> tuple[Any, ArenaMeasurement]:
+    """Measure the model's arena, then load it with the size a firmware gets (``arena_bytes``, margin included).
+
+    One measurement and one load where :func:`measure_arena` and :func:`micro_interpreter` would take two of each.
+
+    Raises:
+        ModelFormatError: TFLM cannot load the model.
+        MissingDependencyError: tflite-micro is not installed.
+    """
+    content, name = _content(model)
+    generous, _ = _loaded_generously(content, name)
+    measurement = ArenaMeasurement.from_used(_used_bytes(generous))
+    del generous
+    interpreter, reason = _load(content, measurement.arena_bytes)
+    if interpreter is None:
+        raise _refusal(name, reason or "unknown")
+    return interpreter, measurement
+
+
+def micro_interpreter(model: bytes | str | os.PathLike[str], *, arena_size: int) -> Any:
+    """A ``tflite_micro.runtime.Interpreter`` loaded with an arena of ``arena_size`` bytes, as a firmware would be.
+
+    Args:
+        model: the flatbuffer's bytes, or a ``.tflite`` file.
+        arena_size: the arena in bytes.
+
+    Raises:
+        TargetUnavailableError: the arena is too small; the message carries TFLM's reason ("Failed to resize
+            buffer. Requested: X, available Y...") and the size it needs.
+        ModelFormatError: TFLM cannot load the model at any arena size.
+        UsageError: a size that is not positive.
+        MissingDependencyError: tflite-micro is not installed.
+    """
+    if arena_size < 1:
+        raise UsageError(f"the arena size must be a positive number of bytes, not {arena_size}")
+    content, name = _content(model)
+    generous, generous_size = _loaded_generously(content, name)
+    need = _used_bytes(generous)
+    if arena_size == generous_size:
+        return generous
+    del generous
+    if arena_size < need:
+        loaded, reason = _probe_in_child(content, arena_size)
+        if not loaded:
+            advice = ArenaMeasurement.from_used(need).arena_bytes
+            raise TargetUnavailableError(
+                f"an arena of {arena_size:,} bytes is too small for {name} (TFLM: {reason}): it needs "
+                f"{need:,} bytes as TFLM measures it; give the firmware {advice:,}"
+            )
+    interpreter, reason = _load(content, arena_size)
+    if interpreter is None:
+        raise _refusal(name, reason or "unknown")
+    return interpreter

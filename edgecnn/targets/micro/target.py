@@ -1,0 +1,440 @@
+"""TensorFlow Lite Micro: a model checked against a microcontroller's RAM and flash, and run in TFLM's interpreter.
+
+The tflite-micro package runs TFLM's own reference kernels on this machine's CPU: the arithmetic a
+microcontroller's firmware computes (its int8 outputs are bit-identical to TFLite's reference kernels), so
+``validate --target micro`` is the accuracy check before flashing. Its recording allocator measures the tensor
+arena the firmware must reserve (:mod:`edgecnn.targets.micro.arena`), and board profiles
+(:mod:`edgecnn.targets.micro.boards`) or ``--ram``/``--flash`` turn that and the model's size into a verdict.
+Timings are this CPU's, not the microcontroller's: TFLM's reference kernels on a desktop core say nothing about
+a Cortex-M's speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import ModelFormatError, ModelLoadError, TargetUnavailableError, UsageError
+from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
+from edgecnn.runtime.bench import (
+    BenchResult,
+    batch_picker,
+    bench_inputs,
+    check_counts,
+    latency_stats,
+    machine_summary,
+    time_runs,
+)
+from edgecnn.runtime.bundle import ModelInfo, read_tflite_info
+from edgecnn.runtime.preprocess import fitting_images
+from edgecnn.runtime.progress import ProgressFn
+from edgecnn.runtime.quant import dequantize, quantize
+from edgecnn.targets.base import Finding, Target
+from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_measured
+from edgecnn.targets.micro.boards import DeviceProfile, get_profile, parse_budget_size
+from edgecnn.targets.micro.ops import float16_tensors, hybrid_ops, missing_ops
+
+HEADROOM_NOTE = (
+    "raw headroom against the chip's RAM and flash: the firmware's own code, stack, heap and buffers are not "
+    "subtracted (give --ram/--flash what your firmware leaves free for a tighter verdict)"
+)
+BENCH_NOTE = (
+    "times are TFLM's reference kernels on this machine's CPU, not the microcontroller's: use them to compare "
+    "models, never as the device's latency"
+)
+
+
+def tflm_runtime() -> str:
+    """``tflite-micro <version>``, as runners and benchmarks name the interpreter."""
+    return f"tflite-micro {import_tflite_micro().__version__}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The memory a model is checked against: a profile's, or ``--ram``/``--flash`` (which override a profile's).
+
+    ``ram_from``/``flash_from`` name where each size came from (the profile's name, ``--ram``, ``--flash``).
+    """
+
+    ram_bytes: int | None
+    flash_bytes: int | None
+    ram_from: str
+    flash_from: str
+    profile: DeviceProfile | None = None
+
+
+class MicroRunner:
+    """A model in the TFLM interpreter with the arena a firmware would give it: float images in, scores out.
+
+    Images run one at a time, quantized and dequantized with the sidecar's parameters, as the firmware's
+    harness does.
+
+    Raises:
+        ModelFormatError: the bundle is invalid, or TFLM cannot load it.
+        MissingDependencyError: tflite-micro is not installed.
+    """
+
+    def __init__(self, model: Path) -> None:
+        self.path = model
+        self.info: ModelInfo = read_tflite_info(model)
+        flat = read_flatbuffer(model)
+        # What the flatbuffer shows TFLM cannot run gets its own message, before TFLM's terser refusal.
+        errors = [f for f in _format_findings(flat, self.info) if f.severity == "error"]
+        missing = missing_ops(op.name for op in flat.operators)
+        if errors:
+            raise ModelFormatError(f"{model.name} cannot run in TensorFlow Lite Micro: {errors[0].message}")
+        if missing:
+            raise ModelFormatError(
+                f"{model.name} cannot run in TensorFlow Lite Micro, which has no kernel for {', '.join(missing)}: "
+                "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
+            )
+        self._interpreter, self.arena = load_measured(model)
+        self.runtime = tflm_runtime()
+        self._check_io()
+
+    def _check_io(self) -> None:
+        """The sidecar must describe the model TFLM loaded: its quantization parameters feed every image."""
+        details = self._interpreter.get_input_details(0)
+        dtype, shape = np.dtype(details["dtype"]).name, [int(v) for v in details["shape"]]
+        classes = int(self._interpreter.get_output_details(0)["shape"][-1])
+        if dtype != self.info.input.dtype or shape != list(self.info.input_shape) or classes != len(self.info.labels):
+            raise ModelFormatError(
+                f"{self.path.name} takes {dtype} {shape} and gives {classes} scores in TFLM, but its sidecar says "
+                f"{self.info.input.dtype} {list(self.info.input_shape)} and {len(self.info.labels)} labels: the "
+                "sidecar belongs to another model; re-run edgecnn convert"
+            )
+
+    def set_input(self, images: np.ndarray) -> None:
+        """Quantize one preprocessed image ``(1, H, W, C)`` into the input tensor."""
+        self._interpreter.set_input(quantize(images, self.info.input), 0)
+
+    def invoke(self) -> None:
+        """Run the model once on the input tensor as it stands (what the benchmark times).
+
+        Raises:
+            TargetUnavailableError: TFLM failed while running.
+        """
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            raise TargetUnavailableError(f"TFLM failed running {self.path.name} ({exc}): report it as a bug") from None
+
+    def output(self) -> np.ndarray:
+        """The raw output tensor of the last run (int8 for an int8 model)."""
+        return self._interpreter.get_output(0)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Scores ``(N, classes)`` for preprocessed float images ``(N, H, W, C)``.
+
+        Raises:
+            UsageError: the images do not have the model's input shape.
+        """
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
+        scores = np.zeros((len(images), len(self.info.labels)), dtype=np.float32)
+        for i in range(len(images)):
+            self.set_input(images[i : i + 1])
+            self.invoke()
+            scores[i] = dequantize(self.output(), self.info.output).reshape(-1)
+        return scores
+
+    def close(self) -> None:
+        """Release the interpreter and its arena."""
+        self._interpreter = None
+
+
+def _counted(names: list[str]) -> str:
+    counts = Counter(names)
+    return ", ".join(f"{name}×{n}" if n > 1 else name for name, n in sorted(counts.items()))
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1)
+
+
+class MicroTarget(Target):
+    """A microcontroller running TensorFlow Lite Micro, emulated here by TFLM's own interpreter.
+
+    Args:
+        threads: TFLM runs on one core: None or 1.
+        board: a board profile (``nano33ble``, ``esp32s3``, ``stm32f746g-disco``, ``pico``, ``nrf5340dk``) whose RAM
+            and flash ``check`` measures the model against.
+        ram: RAM for the arena, in bytes (or a size such as ``256K``); overrides the profile's.
+        flash: flash for the model, in bytes (or ``1M``); overrides the profile's.
+    """
+
+    name = "micro"
+    quantize_modes = ("int8", "none")
+    io_types = ("int8", "uint8", "float32")
+
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        board: str | None = None,
+        ram: int | str | None = None,
+        flash: int | str | None = None,
+    ) -> None:
+        if threads is not None and threads != 1:
+            raise UsageError(f"TensorFlow Lite Micro runs on one core: drop --threads {threads} for --target micro")
+        self.threads = 1
+        self.board = board
+        self.budget = _budget(board, ram, flash)
+
+    @property
+    def where(self) -> str:
+        return f"micro {self.board}" if self.board else "micro"
+
+    def check(self, model: Path) -> list[Finding]:
+        return self.inspect(model)[0]
+
+    def inspect(self, model: Path) -> tuple[list[Finding], dict[str, Any]]:
+        """Findings: the model's flash, its operations, what TFLM cannot run, the measured arena and the budget.
+
+        Raises:
+            ModelFormatError: the file is not a TFLite model, or has no valid sidecar (bad input, not a finding).
+            MissingDependencyError: tflite-micro (or ai-edge-litert, which reads the flatbuffer) is missing.
+        """
+        info = read_tflite_info(model)
+        flat = read_flatbuffer(model)
+        findings = [
+            _model_finding(flat, info),
+            Finding("info", "operations", _counted([o.name for o in flat.operators])),
+        ]
+        findings += _format_findings(flat, info)
+        explained = any(f.severity == "error" for f in findings)
+        missing = missing_ops(op.name for op in flat.operators)
+        arena, reason = _measure(model)
+        findings += _load_findings(missing, arena, reason, explained=explained)
+        budget_findings, budget = _budget_findings(self.budget, flat.size_bytes, arena)
+        findings += budget_findings
+        details = {
+            "flash_bytes": flat.size_bytes,
+            "arena": arena.to_dict() if arena is not None else None,
+            "budget": budget,
+            "fits": arena is not None and not any(f.severity == "error" for f in findings),
+            "missing_ops": missing,
+        }
+        return findings, details
+
+    def open(self, model: Path) -> MicroRunner:
+        return MicroRunner(model)
+
+    def bench(
+        self,
+        model: Path,
+        *,
+        images: np.ndarray | None,
+        runs: int,
+        warmup: int,
+        batch: int,
+        on_progress: ProgressFn | None = None,
+    ) -> BenchResult:
+        """Time ``invoke`` in the TFLM interpreter, one image per run, with :mod:`edgecnn.runtime.bench`'s protocol.
+
+        Raises:
+            UsageError: a batch other than 1, bad counts, or images that do not fit the model.
+        """
+        if batch != 1:
+            raise UsageError(f"TensorFlow Lite Micro runs one image at a time: use --batch 1, not {batch}")
+        check_counts(runs=runs, warmup=warmup)
+        start = time.perf_counter()
+        runner = MicroRunner(model)
+        try:
+            init_ms = (time.perf_counter() - start) * 1000.0
+            pool, inputs = bench_inputs(runner.info.preprocessing, images, count=2)
+            pick = batch_picker(pool, 1)
+            seconds = time_runs(
+                lambda i: runner.set_input(pick(i)), runner.invoke, runs=runs, warmup=warmup, on_progress=on_progress
+            )
+        finally:
+            runner.close()
+        return BenchResult(
+            target=self.where,
+            model=str(model),
+            runtime=f"{runner.runtime} (host CPU, reference kernels)",
+            threads=1,
+            batch=1,
+            runs=runs,
+            warmup=warmup,
+            inputs=inputs,
+            init_ms=init_ms,
+            latency_ms=latency_stats(seconds),
+            throughput=runs / max(sum(seconds), 1e-12),
+            machine={**machine_summary(), "note": BENCH_NOTE},
+        )
+
+
+def _budget(board: str | None, ram: int | str | None, flash: int | str | None) -> Budget | None:
+    """The budget the options describe (None: no board and no sizes)."""
+    profile = get_profile(board) if board is not None else None
+    if profile is None and ram is None and flash is None:
+        return None
+    ram = parse_budget_size(ram, option="--ram") if ram is not None else None
+    flash = parse_budget_size(flash, option="--flash") if flash is not None else None
+    return Budget(
+        ram_bytes=ram if ram is not None else (profile.ram_bytes if profile else None),
+        flash_bytes=flash if flash is not None else (profile.flash_bytes if profile else None),
+        ram_from="--ram" if ram is not None or profile is None else profile.name,
+        flash_from="--flash" if flash is not None or profile is None else profile.name,
+        profile=profile,
+    )
+
+
+def _measure(model: Path) -> tuple[ArenaMeasurement | None, str | None]:
+    """(the arena measurement, None), or (None, TFLM's reason) when TFLM cannot load the model."""
+    from edgecnn.targets.micro.arena import measure_arena
+
+    try:
+        return measure_arena(model), None
+    except ModelLoadError as exc:
+        return None, exc.reason
+
+
+def _model_finding(flat: FlatModel, info: ModelInfo) -> Finding:
+    inp, out = flat.inputs[0], flat.outputs[0]
+    return Finding(
+        "info",
+        "model",
+        f"{flat.size_bytes:,} bytes of flash for the model, quantization {info.quantization}, input {inp.dtype} "
+        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {len(info.labels)} labels",
+    )
+
+
+def _format_findings(flat: FlatModel, info: ModelInfo) -> list[Finding]:
+    """What TFLM cannot run whatever the board: several inputs/outputs, float16 or hybrid weights; float32 costs."""
+    findings = []
+    if len(flat.inputs) != 1 or len(flat.outputs) != 1:
+        findings.append(
+            Finding(
+                "error",
+                "io",
+                f"{len(flat.inputs)} inputs and {len(flat.outputs)} outputs: edgecnn runs image classifiers with "
+                "one image input and one score output",
+            )
+        )
+    half = float16_tensors(flat)
+    if half:
+        findings.append(
+            Finding(
+                "error",
+                "float16",
+                f"{len(half)} weight tensors are float16 (a --quantize float16 model), which TensorFlow Lite Micro "
+                "has no kernels for: convert with --quantize int8",
+            )
+        )
+    hybrid = hybrid_ops(flat)
+    if hybrid:
+        findings.append(
+            Finding(
+                "error",
+                "hybrid",
+                f"{_counted(hybrid)} keep int8 weights but compute in float32 (a --quantize dynamic, hybrid model), "
+                "which TensorFlow Lite Micro cannot run: convert with --quantize int8 (full integer, calibrated)",
+            )
+        )
+    if info.quantization == "none" and not half and not hybrid:
+        findings.append(
+            Finding(
+                "warning",
+                "float32",
+                "a float32 model: TFLM runs it, but it takes about 4x the flash and arena of int8 and is slow on "
+                "microcontrollers without an FPU (the Pico's Cortex-M0+): convert with --quantize int8",
+            )
+        )
+    return findings
+
+
+def _load_findings(
+    missing: list[str], arena: ArenaMeasurement | None, reason: str | None, *, explained: bool
+) -> list[Finding]:
+    """The missing-ops finding (confirmed by loading), TFLM's own refusal, or the measured arena.
+
+    ``explained``: an earlier error (float16, hybrid, io) already says why TFLM does not load the model.
+    """
+    findings = []
+    if missing:
+        severity = "error" if arena is None else "warning"  # loaded anyway: edgecnn's op table is behind TFLM's
+        confirmed = f" (TFLM stops at the first: {reason})" if reason else ""
+        findings.append(
+            Finding(
+                severity,
+                "missing-ops",
+                f"TensorFlow Lite Micro has no kernel for {', '.join(missing)}{confirmed}: rebuild the model from "
+                "layers TFLM runs (convolutions, pooling, dense, softmax...) or register a custom kernel in the "
+                "firmware",
+            )
+        )
+    if arena is None:
+        if not missing and not explained:
+            findings.append(Finding("error", "load", f"the TFLite Micro interpreter cannot load it (TFLM: {reason})"))
+        return findings
+    findings.append(
+        Finding(
+            "info",
+            "arena",
+            f"TFLM needs a {arena.used_bytes:,}-byte tensor arena (measured by its recording allocator); give the "
+            f"firmware {arena.arena_bytes:,} bytes ({arena.margin_bytes:,} bytes of margin for optimized kernels' "
+            "scratch buffers and alignment)",
+        )
+    )
+    return findings
+
+
+def _budget_findings(
+    budget: Budget | None, flash_needed: int, arena: ArenaMeasurement | None
+) -> tuple[list[Finding], dict[str, Any] | None]:
+    if budget is None:
+        return [], None
+    findings = []
+    details: dict[str, Any] = {
+        "board": budget.profile.name if budget.profile else None,
+        "title": budget.profile.title if budget.profile else None,
+        "source": budget.profile.source if budget.profile else None,
+        "ram_bytes": budget.ram_bytes,
+        "flash_bytes": budget.flash_bytes,
+        "ram_needed_bytes": arena.arena_bytes if arena is not None else None,
+        "flash_needed_bytes": flash_needed,
+        "headroom": HEADROOM_NOTE,
+    }
+    checks = [("flash", flash_needed, budget.flash_bytes, "the model", budget.flash_from)]
+    if arena is not None:
+        checks.append(
+            ("ram", arena.arena_bytes, budget.ram_bytes, "the tensor arena (measured + margin)", budget.ram_from)
+        )
+    for kind, needed, have, what, source in checks:
+        details[f"{kind}_headroom_bytes"] = None if have is None else have - needed
+        details[f"{kind}_headroom_percent"] = None if have is None else _percent(have - needed, have)
+        if have is not None:
+            findings.append(_budget_finding(kind, needed, have, what, source))
+    return findings, details
+
+
+_FIXES = {
+    "flash": "shrink the model (int8, fewer filters or layers) or pick a board with more flash",
+    "ram": "shrink the activations (a smaller input, fewer filters before the first pooling) or pick a board with "
+    "more RAM",
+}
+
+
+def _budget_finding(kind: str, needed: int, have: int, what: str, source: str) -> Finding:
+    """The verdict on one memory: ``have`` bytes of it (from ``source``) against ``needed``."""
+    memory = f"{kind.upper() if kind == 'ram' else kind} ({source})"
+    left = have - needed
+    if left < 0:
+        return Finding(
+            "error",
+            kind,
+            f"{what} needs {needed:,} bytes, {needed / have:.2f} times the {have:,} bytes of {memory}: "
+            f"{-left:,} bytes short; {_FIXES[kind]}",
+        )
+    return Finding(
+        "info",
+        kind,
+        f"{what} takes {needed:,} of {have:,} bytes of {memory}, {_percent(needed, have)}%: headroom {left:,} bytes "
+        f"({_percent(left, have)}%), raw (the firmware's own use is not subtracted)",
+    )

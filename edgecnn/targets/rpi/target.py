@@ -1,0 +1,150 @@
+"""The Raspberry Pi: on the Pi, the local runtime with Pi defaults; elsewhere, the Pi over SSH (``--host``).
+
+On the Pi itself the model runs in ai-edge-litert or tflite-runtime (whichever is installed; no TensorFlow)
+with 4 threads, one per Cortex-A core of a Pi 4 or 5. From a development machine, ``--host user@address``
+starts ``edgecnn agent`` on the Pi over the system's OpenSSH client, sends it the bundle and preprocessed
+images, and gets scores and timings back: inference and timing happen on the Pi, with the Pi's runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import UsageError
+from edgecnn.runtime.bench import BenchResult
+from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_path
+from edgecnn.runtime.interpreter import TFLiteRunner
+from edgecnn.runtime.preprocess import fitting_images
+from edgecnn.runtime.progress import ProgressFn
+from edgecnn.runtime.runtimes import check_threads, installed_runtimes
+from edgecnn.targets.base import Finding, Target
+from edgecnn.targets.cpu import runtime_findings
+from edgecnn.targets.rpi import PI_THREADS, pi_runtime
+from edgecnn.targets.rpi.ssh import AgentSession, SshHost
+from edgecnn.targets.rpi.wire import array_bytes, bytes_array
+
+
+class RpiTarget(Target):
+    """A Raspberry Pi (64-bit Raspberry Pi OS): this machine if it is one, or ``remote`` over SSH.
+
+    Args:
+        threads: interpreter threads (default 4).
+        host: the Pi to reach over SSH, ``user@address[:port]``; None runs here with the Pi's defaults.
+        ssh_options: extra OpenSSH ``-o KEY=VALUE`` options.
+        remote_edgecnn: the command that starts edgecnn on the Pi (default ``edgecnn``).
+
+    Raises:
+        UsageError: a malformed host, option or command, or SSH options without a host.
+    """
+
+    name = "rpi"
+
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        host: str | None = None,
+        ssh_options: Sequence[str] = (),
+        remote_edgecnn: str | None = None,
+    ) -> None:
+        self.threads = check_threads(threads) or PI_THREADS
+        if host is None and (ssh_options or remote_edgecnn):
+            raise UsageError("--ssh-option and --remote-edgecnn need --host user@address")
+        self.remote = (
+            SshHost.parse(host, options=ssh_options, edgecnn=remote_edgecnn or "edgecnn") if host is not None else None
+        )
+
+    @property
+    def where(self) -> str:
+        return f"rpi {self.remote.destination}" if self.remote else "rpi"
+
+    def check(self, model: Path) -> list[Finding]:
+        if self.remote is not None:
+            with closing(_start(self.remote, model, self.threads, load=False)) as session:
+                reply, _ = session.request({"op": "check", "threads": self.threads})
+            return [Finding(f["severity"], f["code"], f["message"]) for f in reply["findings"]]
+        runtime = pi_runtime() if installed_runtimes() else None
+        findings = runtime_findings(model, runtime=runtime, threads=self.threads)
+        quantization = read_tflite_info(model).quantization
+        if quantization in ("none", "float16"):
+            findings.append(
+                Finding(
+                    "warning",
+                    "float-model",
+                    f"{'float32' if quantization == 'none' else 'float16'} weights computed in float: a full-integer "
+                    "int8 model is about 4x smaller than float32; measure both on the Pi with edgecnn bench "
+                    "--target rpi --host ...",
+                )
+            )
+        return findings
+
+    def local_runtime(self) -> str:
+        return pi_runtime()
+
+    def open(self, model: Path) -> TFLiteRunner | RemoteRunner:
+        if self.remote is not None:
+            return RemoteRunner(self.remote, model, threads=self.threads)
+        return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime())
+
+    def bench(
+        self,
+        model: Path,
+        *,
+        images: np.ndarray | None,
+        runs: int,
+        warmup: int,
+        batch: int,
+        on_progress: ProgressFn | None = None,
+    ) -> BenchResult:
+        if self.remote is None:
+            return super().bench(model, images=images, runs=runs, warmup=warmup, batch=batch, on_progress=on_progress)
+        with closing(_start(self.remote, model, self.threads)) as session:
+            parts = [] if images is None else [array_bytes(np.asarray(images, dtype=np.float32))]
+            reply, _ = session.request({"op": "bench", "runs": runs, "warmup": warmup, "batch": batch}, parts)
+        result = BenchResult.from_dict(reply["result"])
+        # The device timed it; name the model as the user knows it, and where it ran.
+        return BenchResult(**{**result.__dict__, "target": self.where, "model": str(model)})
+
+
+def _bundle_parts(model: Path) -> list[bytes]:
+    read_tflite_info(model)  # refuse a bundle whose sidecar does not match before sending anything
+    return [model.read_bytes(), sidecar_path(model).read_bytes()]
+
+
+def _start(remote: SshHost, model: Path, threads: int, *, load: bool = True) -> AgentSession:
+    """An agent session that has been sent the bundle (and has loaded it, unless ``load`` is False)."""
+    session = AgentSession(remote)
+    try:
+        session.request({"op": "load", "threads": threads, "open": load}, _bundle_parts(model))
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+class RemoteRunner:
+    """A runner whose model runs on a Pi: images go over SSH as float32 arrays, scores come back.
+
+    The images are preprocessed here, with the model's own preprocessing, and quantized on the Pi by the
+    same :mod:`edgecnn.runtime.quant` code the local runner uses.
+    """
+
+    def __init__(self, remote: SshHost, model: Path, *, threads: int) -> None:
+        self.path = model
+        self.info: ModelInfo = read_tflite_info(model)
+        self._session = _start(remote, model, threads)
+        self.runtime = f"{self._session.hello.get('runtime', '?')} on {remote.destination}"
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Scores ``(N, classes)`` computed on the Pi."""
+        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
+        _, parts = self._session.request({"op": "predict"}, [array_bytes(images)])
+        return bytes_array(parts[0])
+
+    def close(self) -> None:
+        """End the session; the agent removes everything it was sent."""
+        self._session.close()

@@ -1,0 +1,68 @@
+"""``edgecnn bench``: a model's latency and throughput on a target, with random inputs or real images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgecnn.runtime.bench import BenchResult, check_counts
+from edgecnn.runtime.bundle import check_model_file, read_tflite_info
+from edgecnn.runtime.data import Sample, collect_images, load_images
+from edgecnn.runtime.progress import Progress, no_progress
+
+if TYPE_CHECKING:
+    from edgecnn.targets.base import Target
+
+
+def bench_model(
+    model_path: str | os.PathLike[str],
+    target: Target,
+    *,
+    images: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    runs: int = 50,
+    warmup: int = 5,
+    batch: int = 1,
+    strict: bool = False,
+    on_progress: Progress | None = None,
+) -> BenchResult:
+    """Benchmark a ``.tflite`` bundle on a target, with real images or random inputs.
+
+    Args:
+        model_path: the model; its sidecar supplies the preprocessing.
+        target: an :class:`~edgecnn.targets.base.Target`.
+        images: image files or a folder (searched recursively) to preprocess and cycle through; random pixels
+            when None. Unreadable files are skipped and counted.
+        limit: use at most this many of those images (sorted by path).
+        runs / warmup / batch: see :func:`benchmark`.
+        strict: fail on an unreadable image instead of skipping it.
+        on_progress: progress of loading images and of the timed runs.
+
+    Raises:
+        ModelFormatError: missing or corrupt model.
+        UsageError: bad counts.
+        DatasetError: no readable image among ``images``.
+    """
+
+    check_counts(runs=runs, warmup=warmup, batch=batch)
+    model = check_model_file(model_path, suffixes=(".tflite",))
+    stage = on_progress or no_progress
+    pool, skipped = None, []
+    if images is not None:
+        paths, skipped = collect_images([images])
+        if limit is not None:
+            paths = paths[:limit]
+        loaded = load_images(
+            [Sample(p, -1) for p in paths],
+            read_tflite_info(model).preprocessing,
+            strict=strict,
+            skipped=skipped,
+            on_progress=stage("loading images", len(paths)),
+        )
+        pool, skipped = loaded.images, loaded.skipped
+    result = target.bench(
+        Path(model), images=pool, runs=runs, warmup=warmup, batch=batch, on_progress=stage("timed runs", runs)
+    )
+    return replace(result, skipped=list(skipped))

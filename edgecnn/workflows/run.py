@@ -1,0 +1,45 @@
+"""``edgecnn run``: classify image files with a model, on a target or here, with its labels and preprocessing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgecnn.runtime.classify import ClassifyResult, classify_runner
+from edgecnn.workflows.models import open_model
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.progress import Progress
+    from edgecnn.targets.base import Target
+
+
+def classify(
+    model_path: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    k: int = 3,
+    strict: bool = False,
+    target: Target | None = None,
+    on_progress: Progress | None = None,
+) -> ClassifyResult:
+    """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
+
+    Unreadable files are skipped and listed (or an error with ``strict``).
+
+    Args:
+        model_path: the model; its sidecar (or the ``.keras`` archive) gives labels and preprocessing.
+        inputs: image files and folders.
+        k: classes per image, best first.
+        strict: fail on an unreadable image instead of skipping it.
+        target: where the ``.tflite`` model runs, with the target's threads (None: here, with the runtime's defaults).
+        on_progress: progress of loading the images.
+    """
+    runner = open_model(model_path, target=target)
+    try:
+        predictions, skipped = classify_runner(runner, inputs, k=k, strict=strict, on_progress=on_progress)
+    finally:
+        runner.close()
+    where = target.where if target is not None else "host"
+    return ClassifyResult(Path(model_path), getattr(runner, "runtime", "keras"), predictions, skipped, where)

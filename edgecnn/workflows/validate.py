@@ -1,0 +1,328 @@
+"""``edgecnn validate``: both models on the same images, the gates, and the evidence files a CI keeps.
+
+The reference (``.keras`` or float ``.tflite``) runs here; the candidate here or on a target. Images are read and
+preprocessed once, and the same arrays go to both. With ``stages`` the images also go through every step from
+the Keras model to the int8 reference kernels; ``report_dir`` writes ``report.html`` (and implies the stages),
+``junit`` the gates as JUnit XML, ``json_out`` the JSON document: all written also when a gate fails.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.errors import UsageError
+from edgecnn.evidence.stages import StageReport, stage_report
+from edgecnn.evidence.validate import ValidationReport, check_comparable, check_gates, compare
+from edgecnn.runtime.bundle import bundle_files
+from edgecnn.runtime.data import LoadedImages, load_labelled
+from edgecnn.runtime.files import check_output_path, refuse_inputs, write_bytes_atomic
+from edgecnn.runtime.progress import Progress, no_progress
+from edgecnn.runtime.runners import Runner, predict_all
+from edgecnn.workflows.models import open_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgecnn.targets.base import Target
+
+LATENCY_RUNS = 30
+"""Timed runs behind each latency in the report (p50, batch 1, on this machine)."""
+
+
+@dataclass
+class Validation:
+    """A validation and what was written from it.
+
+    Attributes:
+        report: the comparison and its gates.
+        payload: the JSON document (the report's keys, plus ``sizes``, ``latency_ms`` and ``layers`` when a report
+            or JUnit file was asked for).
+        written: the evidence files written (report.html, JUnit XML, JSON file).
+    """
+
+    report: ValidationReport
+    payload: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed."""
+        return self.report.passed
+
+    @property
+    def skipped(self) -> list[Any]:
+        """Files left out while reading the images."""
+        return list(self.report.skipped)
+
+    def messages(self) -> list[str]:
+        """What was written, then each failed gate, for stderr."""
+        return [f"wrote {path}" for path in self.written] + self.report.messages()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (``edgecnn validate --json``)."""
+        return self.payload
+
+
+def validate_models(
+    reference_path: str | os.PathLike[str],
+    candidate_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+    limit_per_class: int | None = None,
+    strict: bool = False,
+    batch_size: int = 64,
+    target: Target | None = None,
+    stages: bool = False,
+    on_progress: Progress | None = None,
+) -> ValidationReport:
+    """Load both models and an image folder, run both on the same images and apply the gates.
+
+    Args:
+        reference_path: ``.keras`` or float ``.tflite`` model, run here.
+        candidate_path: ``.tflite`` model.
+        data: labelled image folder whose class folders are (a subset of) the candidate's labels.
+        max_drop: largest allowed accuracy drop in percentage points (None: no gate).
+        min_agreement: smallest allowed top-1 agreement, a fraction in [0, 1] (None: no gate).
+        limit_per_class: use only the first N images (by name) of each class.
+        strict: fail on an unreadable image instead of skipping it.
+        batch_size: images per call to each model.
+        target: where the candidate runs (None: here); its thread count also applies to the reference here.
+        stages: also run the images through every stage from Keras to the int8 reference kernels, here, to show
+            where the error enters.
+        on_progress: progress of loading the images and of running the models.
+
+    Raises:
+        UsageError: bad options, or models that cannot be compared.
+        ModelFormatError / DatasetError: bad models or images.
+    """
+    if Path(candidate_path).suffix.lower() != ".tflite":
+        raise UsageError(f"--candidate {candidate_path} must be a .tflite model (the one that ships)")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
+    check_gates(max_drop=max_drop, min_agreement=min_agreement)
+    candidate = open_model(candidate_path, target=target)
+    try:
+        reference = open_model(reference_path, num_threads=getattr(target, "threads", None))
+        try:
+            check_comparable(reference, candidate)
+            loaded = load_labelled(
+                data,
+                candidate.info.labels,
+                candidate.info.preprocessing,
+                limit_per_class=limit_per_class,
+                strict=strict,
+                on_progress=on_progress,
+            )
+            advance = (on_progress or no_progress)("running both models", 2 * len(loaded))
+            reference_scores = predict_all(reference, loaded.images, batch_size=batch_size, on_progress=advance)
+            candidate_scores = predict_all(candidate, loaded.images, batch_size=batch_size, on_progress=advance)
+            report = compare(
+                candidate.info.labels,
+                loaded,
+                reference_scores,
+                candidate_scores,
+                max_drop=max_drop,
+                min_agreement=min_agreement,
+            )
+            report.candidate_target = target.where if target is not None else "host"
+            report.candidate_runtime = str(getattr(candidate, "runtime", ""))
+        finally:
+            reference.close()
+    finally:
+        candidate.close()
+    if stages:
+        report.stages = run_stages(
+            reference_path,
+            candidate_path,
+            loaded,
+            batch_size=batch_size,
+            reference_scores=reference_scores,
+            # The candidate's default-kernel stage is the run above only when it ran here.
+            candidate_scores=candidate_scores if target is None or target.name == "host" else None,
+            on_progress=on_progress,
+        )
+    return report
+
+
+def run_stages(
+    reference_path: str | os.PathLike[str],
+    candidate_path: str | os.PathLike[str],
+    images: LoadedImages,
+    *,
+    batch_size: int = 64,
+    reference_scores: np.ndarray | None = None,
+    candidate_scores: np.ndarray | None = None,
+    on_progress: Progress | None = None,
+) -> StageReport:
+    """Run the images through every stage, here, and compare consecutive stages.
+
+    With a ``.keras`` reference the chain is Keras float → TFLite float (converted from it, in a temporary
+    folder) → the candidate with the default kernels → the candidate with the reference kernels. With a float
+    ``.tflite`` reference the chain starts at TFLite float.
+
+    Args:
+        reference_scores / candidate_scores: the reference's and the candidate's (default kernels) scores on
+            these images when already computed (by validation): those stages are not run again.
+
+    Raises:
+        MissingDependencyError: a ``.keras`` reference without TensorFlow installed.
+    """
+    candidate = Path(candidate_path)
+    reference = Path(reference_path)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-stages-") as folder:
+        # (name, model shown, how to open it, scores already known)
+        chain: list[tuple[str, str, Callable[[], Runner], np.ndarray | None]] = []
+        if reference.suffix.lower() == ".keras":
+            from edgecnn.build.convert import convert
+
+            float_model = convert(reference, Path(folder) / "float.tflite", quantize="none").path
+            chain.append(("keras float", str(reference), lambda: open_model(reference), reference_scores))
+            chain.append(("tflite float", "(converted from the reference)", lambda: open_model(float_model), None))
+        else:
+            chain.append(("tflite float", str(reference), lambda: open_model(reference), reference_scores))
+        chain.append(("tflite int8", str(candidate), lambda: open_model(candidate), candidate_scores))
+        chain.append(
+            (
+                "tflite int8 (reference kernels)",
+                str(candidate),
+                lambda: open_model(candidate, reference_kernels=True),
+                None,
+            )
+        )
+        to_run = sum(known is None for *_, known in chain)
+        advance = (on_progress or no_progress)("running the stages", to_run * len(images))
+        scored = []
+        for name, model, make, known in chain:
+            if known is None:
+                runner = make()
+                try:
+                    known = predict_all(runner, images.images, batch_size=batch_size, on_progress=advance)
+                finally:
+                    runner.close()
+            scored.append((name, model, known))
+    return stage_report(scored, images.labels)
+
+
+def validate(
+    reference_path: str | os.PathLike[str],
+    candidate_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    report_dir: str | os.PathLike[str] | None = None,
+    junit: str | os.PathLike[str] | None = None,
+    json_out: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
+    stages: bool = False,
+    on_progress: Progress | None = None,
+    **options: Any,
+) -> Validation:
+    """``edgecnn validate``: :func:`validate_models`, then the evidence files that were asked for.
+
+    Every output is checked before any work (its folder is created; an output that is one of the inputs is
+    refused), and written also when a gate fails, each atomically.
+
+    Args:
+        report_dir: write ``report.html`` and its charts there (implies ``stages``).
+        junit: write the gates as JUnit XML test cases there.
+        json_out: write the JSON document there.
+        calibration: calibration images: the report then shows the per-layer quantization error of the
+            ``.keras`` reference's int8 conversion (needs ``report_dir``).
+        stages: compare every step from Keras to the int8 reference kernels.
+        options: those of :func:`validate_models`.
+
+    Raises:
+        UsageError: options that do not go together, or an output that cannot be written or is an input.
+    """
+    from edgecnn.evidence.report import check_report_dir
+
+    if calibration is not None and report_dir is None:
+        raise UsageError("--calibration adds the per-layer errors to --report: use it with --report DIR")
+    inputs = [*bundle_files(reference_path), *bundle_files(candidate_path), data]
+    outputs = [p for p in (junit, json_out) if p is not None]
+    refuse_inputs([*outputs, *([report_dir] if report_dir is not None else [])], inputs)
+    if report_dir is not None:
+        check_report_dir(report_dir)
+    for path in outputs:
+        check_output_path(path)
+    report = validate_models(
+        reference_path,
+        candidate_path,
+        data,
+        stages=stages or report_dir is not None,  # the report shows where the error enters
+        on_progress=on_progress,
+        **options,
+    )
+    payload = report.to_dict()
+    if report_dir is not None or junit is not None:
+        # The JSON then carries everything the report shows (sizes, latencies, per-layer errors).
+        payload = report_payload(
+            report,
+            reference_path=reference_path,
+            candidate_path=candidate_path,
+            calibration=calibration,
+            on_progress=on_progress,
+        )
+    written = write_evidence(payload, report_dir=report_dir, junit=junit)
+    if json_out is not None:
+        from edgecnn.runtime.files import dumps_json
+
+        write_bytes_atomic(json_out, dumps_json(payload).encode())
+        written.append(Path(json_out))
+    return Validation(report, payload, written)
+
+
+def report_payload(
+    report: ValidationReport,
+    *,
+    reference_path: str | os.PathLike[str],
+    candidate_path: str | os.PathLike[str],
+    calibration: str | os.PathLike[str] | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The validation's JSON plus ``sizes``, ``latency_ms`` (p50 here, ``.tflite`` models) and ``layers``.
+
+    ``layers`` (per-layer quantization error, worst first) needs a ``.keras`` reference and the calibration
+    images: it describes the int8 conversion of the reference on them (:mod:`edgecnn.build.diagnose`).
+    """
+    from edgecnn.runtime.bench import benchmark
+
+    payload = report.to_dict()
+    paths = {"reference": Path(reference_path), "candidate": Path(candidate_path)}
+    payload["sizes"] = {name: path.stat().st_size for name, path in paths.items()}
+    payload["latency_ms"] = {
+        name: benchmark(path, runs=LATENCY_RUNS, warmup=3).latency_ms["p50"] if path.suffix == ".tflite" else None
+        for name, path in paths.items()
+    }
+    if calibration is not None and paths["reference"].suffix.lower() == ".keras":
+        from edgecnn.build.convert import load_calibration
+        from edgecnn.build.diagnose import layer_errors
+        from edgecnn.build.keras_model import load_keras_model
+
+        model, info = load_keras_model(paths["reference"])
+        images = load_calibration(calibration, info.preprocessing, size=200, seed=0, on_progress=on_progress)
+        payload["layers"] = [layer.to_dict() for layer in layer_errors(model, images)[0]]
+    return payload
+
+
+def write_evidence(
+    payload: dict[str, Any],
+    *,
+    report_dir: str | os.PathLike[str] | None,
+    junit: str | os.PathLike[str] | None,
+) -> list[Path]:
+    """Write ``report.html`` (with its PNGs) and the JUnit XML that were asked for; returns what was written."""
+    from edgecnn.evidence.report import write_junit, write_report
+
+    written = []
+    if report_dir is not None:
+        written.append(write_report(payload, report_dir))
+    if junit is not None:
+        written.append(write_junit(payload, junit))
+    return written
