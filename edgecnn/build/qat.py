@@ -12,7 +12,6 @@ on the training split, and converted to a full-integer model with a static batch
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,14 @@ from edgecnn.build.convert import (
     static_batch_model,
     write_bundle,
 )
-from edgecnn.build.train import EpochFn
+from edgecnn.build.train import EpochFn, compile_and_fit, fitted_on
 from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
 from edgecnn.model.graph import read_graph
 from edgecnn.runtime.bundle import check_bundle_output, read_keras_info
-from edgecnn.runtime.data import LoadedImages, Sample, load_images, scan_folder, split_samples
+from edgecnn.runtime.data import LoadedImages, load_images, scan_folder, split_samples
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.progress import Progress, no_progress
-from edgecnn.runtime.provenance import images_fingerprint, tool_versions
+from edgecnn.runtime.provenance import tool_versions
 
 QAT_OPS = frozenset({"CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"})
 """The operators of edgecnn's default CNN after quantization-aware training (plus QUANTIZE/DEQUANTIZE for other I/O)."""
@@ -274,30 +273,11 @@ def finetune_qat(
     float_model = rebuild_in_tf_keras(tf_keras, model)
     _check_rebuild(model, float_model, train_set.images[:8], Path(model_path).name)
     qat_model = tfmot.quantization.keras.quantize_model(float_model)
-    qat_model.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-
-    class _Report(tf_keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if on_epoch is not None:
-                on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
-
-    # tf.data logs a harmless NodeDef warning on the C-level stderr when fit starts; keep it off the console.
-    with captured_native_stderr(on_error=sys.stderr.write):
-        history = qat_model.fit(
-            train_set.images,
-            train_set.labels,
-            batch_size=batch_size,
-            epochs=epochs,
-            shuffle=True,
-            verbose=0,
-            validation_data=(val_set.images, val_set.labels) if val_set is not None else None,
-            callbacks=[_Report()],
-        )
-    metrics = {k: round(float(v[-1]), 6) for k, v in history.history.items()}
+    fit_inputs = {"x": train_set.images, "y": train_set.labels, "batch_size": batch_size, "shuffle": True}
+    metrics = compile_and_fit(
+        tf_keras, qat_model, fit_inputs, learning_rate=learning_rate, epochs=epochs, validation=val_set,
+        on_epoch=on_epoch,
+    )  # fmt: skip
 
     flatbuffer = run_converter(tf, static_batch_model(tf_keras, qat_model), "int8", calibration.representative, io)
     _check_graph(flatbuffer, spec.shape, io)
@@ -311,11 +291,7 @@ def finetune_qat(
         "seed": seed,
         "validation_fraction": validation_fraction,
         "limit_per_class": limit_per_class,
-        "num_train": len(train_set),
-        "num_validation": len(val_set) if val_set is not None else 0,
-        "data_fingerprint": images_fingerprint(
-            [Sample(p, int(label)) for p, label in zip(train_set.paths, train_set.labels)], spec
-        ),
+        **fitted_on(train_set, val_set, spec),
         "metrics": metrics,
     }
     tools = tool_versions(

@@ -98,6 +98,63 @@ def _augmented_batches(keras: Any, data: LoadedImages, batch_size: int, *, seed:
     return Batches()
 
 
+def fitted_on(train_set: LoadedImages, val_set: LoadedImages | None, spec: Preprocessing) -> dict[str, Any]:
+    """What a model was fitted on, for its provenance: image counts and a fingerprint of the training images."""
+    samples = [Sample(path, int(label)) for path, label in zip(train_set.paths, train_set.labels)]
+    return {
+        "num_train": len(train_set),
+        "num_validation": len(val_set) if val_set is not None else 0,
+        "data_fingerprint": images_fingerprint(samples, spec),
+    }
+
+
+def compile_and_fit(
+    keras: Any,
+    model: Any,
+    inputs: dict[str, Any],
+    *,
+    learning_rate: float,
+    epochs: int,
+    validation: LoadedImages | None,
+    on_epoch: EpochFn | None,
+) -> dict[str, float]:
+    """Compile ``model`` (Adam, sparse categorical cross-entropy, accuracy) and fit it quietly; the final metrics.
+
+    Shared by training and quantization-aware fine-tuning (``keras`` is Keras 3 or tf-keras, whichever built
+    ``model``).
+
+    Args:
+        keras: the Keras module that built the model.
+        model: the model.
+        inputs: what ``fit`` trains on (``x`` and ``y``, batch size and shuffling, or a dataset as ``x``).
+        learning_rate: Adam's learning rate.
+        epochs: passes over the data.
+        validation: held-out images reported after each epoch (None: none).
+        on_epoch: called after each epoch with (epoch, epochs, metrics).
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+    class _Report(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if on_epoch is not None:
+                on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    # tf.data logs a harmless NodeDef warning on the C-level stderr when fit starts; keep it off the console.
+    with captured_native_stderr(on_error=sys.stderr.write):
+        history = model.fit(
+            **inputs,
+            epochs=epochs,
+            verbose=0,
+            validation_data=(validation.images, validation.labels) if validation is not None else None,
+            callbacks=[_Report()],
+        )
+    return {k: round(float(v[-1]), 6) for k, v in history.history.items()}
+
+
 def train(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -165,33 +222,15 @@ def train(
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     model = build_model(spec.shape, len(folder.classes), filters=filters)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-
-    class _Report(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if on_epoch is not None:
-                on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
-
     if flip or shift:
         inputs: dict[str, Any] = {
             "x": _augmented_batches(keras, train_set, batch_size, seed=seed, flip=flip, shift=shift)
         }
     else:
         inputs = {"x": train_set.images, "y": train_set.labels, "batch_size": batch_size, "shuffle": True}
-    # tf.data logs a harmless NodeDef warning on the C-level stderr when fit starts; keep it off the console.
-    with captured_native_stderr(on_error=sys.stderr.write):
-        history = model.fit(
-            **inputs,
-            epochs=epochs,
-            verbose=0,
-            validation_data=(val_set.images, val_set.labels) if val_set is not None else None,
-            callbacks=[_Report()],
-        )
-    metrics = {k: round(float(v[-1]), 6) for k, v in history.history.items()}
+    metrics = compile_and_fit(
+        keras, model, inputs, learning_rate=learning_rate, epochs=epochs, validation=val_set, on_epoch=on_epoch
+    )
     skipped = train_set.skipped + (val_set.skipped if val_set is not None else [])
     info = ModelInfo(
         labels=folder.classes,
@@ -209,11 +248,7 @@ def train(
                 "learning_rate": learning_rate,
                 "filters": filters,
                 "augment": augment,
-                "num_train": len(train_set),
-                "num_validation": len(val_set) if val_set is not None else 0,
-                "data_fingerprint": images_fingerprint(
-                    [Sample(p, int(l)) for p, l in zip(train_set.paths, train_set.labels)], spec
-                ),
+                **fitted_on(train_set, val_set, spec),
                 "metrics": metrics,
             },
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow"),

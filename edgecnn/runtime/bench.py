@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgecnn.errors import UsageError
 from edgecnn.runtime.machine import machine_summary
-from edgecnn.runtime.preprocess import Preprocessing
+from edgecnn.runtime.preprocess import Preprocessing, fitting_images, scale_pixels
 from edgecnn.runtime.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from edgecnn.runtime.bundle import ModelInfo
 
 LATENCY_KEYS = ("min", "p50", "p90", "max", "mean", "std")
 
@@ -114,12 +117,9 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
 
 
 def random_images(spec: Preprocessing, count: int, *, seed: int = 0) -> np.ndarray:
-    """``count`` images of uniformly random pixels, scaled by the model's preprocessing."""
+    """``count`` images of uniformly random pixels, through the model's own preprocessing."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(count, *spec.shape)).astype(np.float32) / np.float32(255.0)
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    return (pixels - mean) / std
+    return scale_pixels(rng.integers(0, 256, size=(count, *spec.shape)), spec)
 
 
 def bench_inputs(
@@ -133,9 +133,9 @@ def bench_inputs(
     """
     if images is None:
         return random_images(spec, count, seed=seed), "random"
-    pool = np.asarray(images, dtype=np.float32)
-    if pool.ndim != 4 or pool.shape[1:] != spec.shape or len(pool) == 0:
-        raise UsageError(f"benchmark images of shape {pool.shape} do not fit the model's input {spec.shape}")
+    pool = fitting_images(images, spec, model="the model")
+    if len(pool) == 0:
+        raise UsageError("no benchmark images: give --images a folder or files with readable images")
     return pool, f"images:{len(pool)}"
 
 
@@ -182,6 +182,27 @@ def time_runs(
     return durations
 
 
+@dataclass(frozen=True)
+class BenchPlan:
+    """What a benchmark runs: the inputs and the counts, checked when made.
+
+    Attributes:
+        images: preprocessed real images ``(N, H, W, C)`` to cycle through; None for random pixels through the
+            model's preprocessing.
+        runs: timed runs.
+        warmup: untimed runs before them.
+        batch: images per run.
+    """
+
+    images: np.ndarray | None = None
+    runs: int = 50
+    warmup: int = 5
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        check_counts(runs=self.runs, warmup=self.warmup, batch=self.batch)
+
+
 def check_counts(*, runs: int, warmup: int, batch: int = 1) -> None:
     """Raise :class:`UsageError` for counts a benchmark cannot use."""
     if runs < 1:
@@ -190,6 +211,93 @@ def check_counts(*, runs: int, warmup: int, batch: int = 1) -> None:
         raise UsageError(f"--warmup cannot be negative, not {warmup}")
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, not {batch}")
+
+
+class Timed(Protocol):
+    """A loaded model that a benchmark can time: its input set apart from the run that is timed."""
+
+    info: ModelInfo
+    runtime: str
+
+    def resize(self, batch: int) -> None:
+        """Prepare for ``batch`` images per run (UsageError when the model or device cannot)."""
+        ...
+
+    def set_input(self, images: np.ndarray) -> None:
+        """Put preprocessed images (one batch) into the input tensor."""
+        ...
+
+    def invoke(self) -> None:
+        """Run the model once on the input tensor as it stands."""
+        ...
+
+    def close(self) -> None:
+        """Release the model."""
+        ...
+
+
+def time_model(
+    load: Callable[[], Timed],
+    plan: BenchPlan,
+    *,
+    target: str,
+    model: str,
+    threads: int | None = None,
+    seed: int = 0,
+    note: str | None = None,
+    on_progress: ProgressFn | None = None,
+) -> BenchResult:
+    """The benchmark protocol every target that runs a model in this process feeds (host, rpi, coral, micro).
+
+    ``load()`` loads the model and allocates it (timed apart as ``init``); then ``plan.warmup`` untimed runs and
+    ``plan.runs`` timed ones, each input set before its run, outside the timing.
+
+    Args:
+        load: opens the model (a runner with ``runtime``, ``resize``, ``set_input``, ``invoke`` and ``close``).
+        plan: the inputs and counts.
+        target: the name reported as where it ran.
+        model: the model as the user named it.
+        threads: the interpreter threads, as reported (None: the runtime's default).
+        seed: seed of the random inputs.
+        note: a caveat reported with the machine (TFLM's host timings are not a microcontroller's).
+        on_progress: called with 1 after each timed run.
+
+    Raises:
+        UsageError: a batch the model or device cannot take, or images that do not fit the model.
+    """
+    start = time.perf_counter()
+    runner = load()
+    try:
+        runner.resize(plan.batch)
+        init_ms = (time.perf_counter() - start) * 1000.0
+        pool, inputs = bench_inputs(runner.info.preprocessing, plan.images, count=plan.batch * 2, seed=seed)
+        pick = batch_picker(pool, plan.batch)
+        seconds = time_runs(
+            lambda i: runner.set_input(pick(i)),
+            runner.invoke,
+            runs=plan.runs,
+            warmup=plan.warmup,
+            on_progress=on_progress,
+        )
+    finally:
+        runner.close()
+    machine = machine_summary()
+    if note:
+        machine["note"] = note
+    return BenchResult(
+        target=target,
+        model=model,
+        runtime=runner.runtime,
+        threads=threads,
+        batch=plan.batch,
+        runs=plan.runs,
+        warmup=plan.warmup,
+        inputs=inputs,
+        init_ms=init_ms,
+        latency_ms=latency_stats(seconds),
+        throughput=plan.batch * plan.runs / max(sum(seconds), 1e-12),
+        machine=machine,
+    )
 
 
 def benchmark(
@@ -203,11 +311,10 @@ def benchmark(
     num_threads: int | None = None,
     runtime: str | None = None,
     xnnpack: bool = True,
-    delegates: Sequence[Any] = (),
     seed: int = 0,
     on_progress: ProgressFn | None = None,
 ) -> BenchResult:
-    """Benchmark a ``.tflite`` model in this process's interpreter.
+    """Benchmark a ``.tflite`` model in this process's interpreter (:func:`time_model` over a TFLite runner).
 
     Args:
         model_path: the model (its sidecar supplies the preprocessing for random inputs).
@@ -219,7 +326,6 @@ def benchmark(
         num_threads: interpreter threads (None: the runtime's default).
         runtime: force one interpreter package.
         xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only, for comparison).
-        delegates: delegates to apply (an accelerator's, from the runtime's ``load_delegate``).
         seed: seed of the random inputs.
         on_progress: called with 1 after each timed run.
 
@@ -228,32 +334,12 @@ def benchmark(
     """
     from edgecnn.runtime.interpreter import TFLiteRunner
 
-    check_counts(runs=runs, warmup=warmup, batch=batch)
-    start = time.perf_counter()
-    runner = TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime, xnnpack=xnnpack, delegates=delegates)
-    try:
-        runner.resize(batch)
-        init_ms = (time.perf_counter() - start) * 1000.0
-        pool, inputs = bench_inputs(runner.info.preprocessing, images, count=batch * 2, seed=seed)
-        pick = batch_picker(pool, batch)
-
-        def set_input(i: int) -> None:
-            runner.set_input(pick(i))
-
-        seconds = time_runs(set_input, runner.invoke, runs=runs, warmup=warmup, on_progress=on_progress)
-    finally:
-        runner.close()
-    return BenchResult(
+    return time_model(
+        lambda: TFLiteRunner(model_path, num_threads=num_threads, runtime=runtime, xnnpack=xnnpack),
+        BenchPlan(images, runs, warmup, batch),
         target=target,
         model=str(model_path),
-        runtime=runner.runtime,
         threads=num_threads,
-        batch=batch,
-        runs=runs,
-        warmup=warmup,
-        inputs=inputs,
-        init_ms=init_ms,
-        latency_ms=latency_stats(seconds),
-        throughput=batch * runs / max(sum(seconds), 1e-12),
-        machine=machine_summary(),
+        seed=seed,
+        on_progress=on_progress,
     )

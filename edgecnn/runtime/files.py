@@ -145,13 +145,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 @contextmanager
-def captured_native_stderr(on_error: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Capture what native code (TensorFlow, LiteRT) writes to file descriptor 2.
+def captured_native_stderr(
+    on_error: Callable[[str], None] | None = None, *, lines: list[str] | None = None
+) -> Iterator[None]:
+    """Capture what native code (TensorFlow, LiteRT, TFLite Micro) writes to file descriptor 2.
 
     TensorFlow's converter and LiteRT's delegate print INFO lines straight to the C-level stderr, which would
-    bury edgecnn's own output. They are held in a temporary file and dropped on success; if the block raises,
-    they are handed to ``on_error`` (if given) so a real failure can keep its detail. Python's ``sys.stderr``
-    is pointed at the real stderr meanwhile, so edgecnn's own progress lines still get through.
+    bury edgecnn's own output: they are held in a temporary file. If the block raises, the text is handed to
+    ``on_error`` (if given) so a real failure can keep its detail; with ``lines``, the text is also appended there
+    whatever happens (TFLite Micro reports its arena use that way, from a call that succeeds). Python's
+    ``sys.stderr`` is pointed at the real stderr meanwhile, so edgecnn's own progress lines still get through.
     """
     try:
         saved = os.dup(2)
@@ -163,15 +166,24 @@ def captured_native_stderr(on_error: Callable[[str], None] | None = None) -> Ite
         python_stderr.flush()
         os.dup2(sink.fileno(), 2)
         sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
-        try:
-            yield
-        except BaseException:
+
+        def captured() -> str:
             os.dup2(saved, 2)
             sink.seek(0)
             text = sink.read().decode(errors="replace")
+            if lines is not None:
+                lines.extend(text.splitlines())
+            return text
+
+        try:
+            yield
+        except BaseException:
+            text = captured()
             if text and on_error is not None:
                 on_error(text)
             raise
+        else:
+            captured()
         finally:
             sys.stderr.close()
             sys.stderr = python_stderr

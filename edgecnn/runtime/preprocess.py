@@ -108,7 +108,16 @@ def to_array(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     image = image.convert(_MODES[spec.channels])
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resize])
-    array = np.asarray(image, dtype=np.float32).reshape(spec.shape) / np.float32(255.0)
+    return scale_pixels(np.asarray(image, dtype=np.float32).reshape(spec.shape), spec)
+
+
+def scale_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Pixel values 0..255 (any leading dimensions, channels last) as model inputs: ``(pixel / 255 - mean) / std``.
+
+    float32 throughout, in this order, so every caller (image files, a benchmark's random pixels) gets the same
+    values for the same pixels.
+    """
+    array = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     return (array - mean) / std
@@ -130,7 +139,8 @@ def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
 
 
 def fitting_images(images: Any, spec: Preprocessing, *, model: str) -> np.ndarray:
-    """``images`` as float32 ``(N, H, W, C)``, checked against the preprocessing ``model`` was trained with.
+    """``images`` as float32 ``(N, H, W, C)``, checked against the preprocessing ``model`` was trained with: the one
+    input-shape check every runner and benchmark makes.
 
     Raises:
         UsageError: the images do not have the model's input shape.
@@ -139,5 +149,6 @@ def fitting_images(images: Any, spec: Preprocessing, *, model: str) -> np.ndarra
 
     array = np.asarray(images, dtype=np.float32)
     if array.ndim != 4 or array.shape[1:] != spec.shape:
-        raise UsageError(f"images of shape {array.shape[1:]} do not fit {model}, which takes {spec.shape}")
+        shape = array.shape[1:] if array.ndim == 4 else array.shape
+        raise UsageError(f"images of shape {shape} do not fit {model}, which takes {spec.shape}")
     return array

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
-
-from edgecnn.runtime.bench import BenchResult, benchmark
+from edgecnn.runtime.bench import BenchPlan, BenchResult, time_model
 from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.runners import Runner
 
@@ -29,11 +27,6 @@ class Finding:
         return {"severity": self.severity, "code": self.code, "message": self.message}
 
 
-def passes(findings: list[Finding]) -> bool:
-    """True when no finding is an error: the model can run there."""
-    return not any(f.severity == "error" for f in findings)
-
-
 @dataclass
 class CheckReport:
     """The findings of one target on one model, and the target's structured details (its JSON ``details``)."""
@@ -45,8 +38,8 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """True when no finding is an error."""
-        return passes(self.findings)
+        """True when no finding is an error: the model can run there."""
+        return not any(f.severity == "error" for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (keys documented in the README)."""
@@ -62,38 +55,20 @@ class CheckReport:
 
 
 @dataclass
-class TargetBuild:
-    """What ``edgecnn convert --target NAME`` made for a target after converting.
+class TargetBuild(CheckReport):
+    """What ``edgecnn convert --target NAME`` made for a target after converting: the target's check of what it
+    will run, and what it wrote.
 
     Attributes:
-        target: the target's name.
         model: the model to deploy there (a compiled one, when the target compiles).
         files: every file written for the target besides the converted bundle.
-        findings: the target's check of what it will run, and anything the build step reports.
-        details: structured results (a compiler's report, a pre-flight).
     """
 
-    target: str
-    model: Path
     files: list[Path] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """True when no finding is an error."""
-        return passes(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "target": self.target,
-            "model": str(self.model),
-            "files": [str(f) for f in self.files],
-            "passed": self.passed,
-            "findings": [f.to_dict() for f in self.findings],
-            "details": dict(self.details),
-        }
+        """JSON-ready form: the check's keys and ``files``."""
+        return {**super().to_dict(), "files": [str(f) for f in self.files]}
 
 
 class Target(ABC):
@@ -130,7 +105,7 @@ class Target(ABC):
         The default only checks it.
         """
         findings, details = self.inspect(model)
-        return TargetBuild(self.name, model, [], findings, details)
+        return TargetBuild(self.name, model, findings, details)
 
     @abstractmethod
     def open(self, model: Path) -> Runner:
@@ -138,32 +113,21 @@ class Target(ABC):
 
     threads: int | None = None
 
-    def local_runtime(self) -> str | None:
-        """The interpreter package this target uses when it runs here (None: the first one installed)."""
-        return None
+    bench_note: ClassVar[str | None] = None
+    """A caveat every benchmark here carries (TFLM's host timings are not a microcontroller's)."""
 
-    def bench(
-        self,
-        model: Path,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        batch: int,
-        on_progress: ProgressFn | None = None,
-    ) -> BenchResult:
+    def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         """Latency and throughput of the bundle on this target (see :mod:`edgecnn.runtime.bench`).
 
-        The default times the model in this process, with the target's threads and runtime.
+        The default times the runner :meth:`open` gives, in this process, with the one benchmark protocol
+        (:func:`~edgecnn.runtime.bench.time_model`); targets that run on another device override it.
         """
-        return benchmark(
-            model,
+        return time_model(
+            lambda: self.open(model),  # type: ignore[arg-type, return-value]
+            plan,
             target=self.where,
-            images=images,
-            runs=runs,
-            warmup=warmup,
-            batch=batch,
-            num_threads=self.threads,
-            runtime=self.local_runtime(),
+            model=str(model),
+            threads=self.threads,
+            note=self.bench_note,
             on_progress=on_progress,
         )

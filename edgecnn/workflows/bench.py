@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecnn.runtime.bench import BenchResult, check_counts
+from edgecnn.runtime.bench import BenchPlan, BenchResult, check_counts
 from edgecnn.runtime.bundle import check_model_file, read_tflite_info
 from edgecnn.runtime.data import Sample, collect_images, load_images
 from edgecnn.runtime.progress import Progress, no_progress
@@ -36,7 +36,7 @@ def bench_model(
         images: image files or a folder (searched recursively) to preprocess and cycle through; random pixels
             when None. Unreadable files are skipped and counted.
         limit: use at most this many of those images (sorted by path).
-        runs / warmup / batch: see :func:`benchmark`.
+        runs / warmup / batch: see :class:`~edgecnn.runtime.bench.BenchPlan`.
         strict: fail on an unreadable image instead of skipping it.
         on_progress: progress of loading images and of the timed runs.
 
@@ -46,7 +46,7 @@ def bench_model(
         DatasetError: no readable image among ``images``.
     """
 
-    check_counts(runs=runs, warmup=warmup, batch=batch)
+    check_counts(runs=runs, warmup=warmup, batch=batch)  # before any image is read
     model = check_model_file(model_path, suffixes=(".tflite",))
     stage = on_progress or no_progress
     pool, skipped = None, []
@@ -62,7 +62,6 @@ def bench_model(
             on_progress=stage("loading images", len(paths)),
         )
         pool, skipped = loaded.images, loaded.skipped
-    result = target.bench(
-        Path(model), images=pool, runs=runs, warmup=warmup, batch=batch, on_progress=stage("timed runs", runs)
-    )
+    plan = BenchPlan(pool, runs, warmup, batch)
+    result = target.bench(Path(model), plan, on_progress=stage("timed runs", runs))
     return replace(result, skipped=list(skipped))

@@ -25,13 +25,14 @@ import secrets
 import shlex
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, TargetUnavailableError, UsageError
-from edgecnn.runtime.bench import BenchResult, check_counts, random_images
+from edgecnn.runtime.bench import BenchPlan, BenchResult, bench_inputs
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.progress import ProgressFn
@@ -252,32 +253,22 @@ class AndroidTarget(Target):
     def open(self, model: Path) -> AndroidRunner:
         return AndroidRunner(self._session(model), model, delegate=self.delegate, threads=self.threads)
 
-    def bench(
-        self,
-        model: Path,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        batch: int,
-        on_progress: ProgressFn | None = None,
-    ) -> BenchResult:
-        check_counts(runs=runs, warmup=warmup, batch=batch)
-        if batch != 1:
-            raise UsageError(f"--target android times one image per run (benchmark_model): use --batch 1, not {batch}")
+    def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
+        if plan.batch != 1:
+            raise UsageError(
+                f"--target android times one image per run (benchmark_model): use --batch 1, not {plan.batch}"
+            )
         info = read_tflite_info(model)
         session = self._session(model)
         try:
-            result = session.bench(
-                info, images=images, runs=runs, warmup=warmup, delegate=self.delegate, threads=self.threads
-            )
+            result = session.bench(info, plan, delegate=self.delegate, threads=self.threads)
         except BaseException:
             session.close(quiet=True)  # the failure is the news, not a cleanup that fails after it
             raise
         session.close()
         if on_progress is not None:
-            on_progress(runs)
-        return BenchResult(**{**result.__dict__, "target": self.where, "model": str(model)})
+            on_progress(plan.runs)
+        return replace(result, target=self.where, model=str(model))
 
 
 class DeviceSession:
@@ -406,37 +397,22 @@ class DeviceSession:
         reason = benchmark_error(log) or tail(log, 300) or "no output"
         return f"benchmark_model failed on {self.serial} ({delegate}) for {which}: {reason}"
 
-    def bench(
-        self,
-        info: ModelInfo,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        delegate: str,
-        threads: int | None,
-    ) -> BenchResult:
-        """Time the model in one benchmark_model run (the first of ``images``, or random pixels preprocessed)."""
+    def bench(self, info: ModelInfo, plan: BenchPlan, *, delegate: str, threads: int | None) -> BenchResult:
+        """Time the model in one benchmark_model run (the first of the plan's images, or random pixels
+        preprocessed)."""
         input_file = None
         inputs = "random (benchmark_model's own)"
         if "input_layer_value_files" in self.flags:
-            spec = info.preprocessing
-            if images is not None and len(images):
-                pool, inputs = np.asarray(images, dtype=np.float32), "images:1"
-                if pool.ndim != 4 or pool.shape[1:] != spec.shape:
-                    raise UsageError(
-                        f"benchmark images of shape {pool.shape} do not fit the model's input {spec.shape}"
-                    )
-            else:
-                pool, inputs = random_images(spec, 1), "random"
+            pool, inputs = bench_inputs(info.preprocessing, plan.images, count=1)
+            inputs = "images:1" if plan.images is not None else inputs  # benchmark_model feeds one input file
             input_file = f"{self._push_inputs([_raw_input(pool[0], info.input)])}/0000.bin"
         args = benchmark_args(
             graph=_MODEL,
             flags=self.flags,
             delegate=delegate,
             threads=threads,
-            runs=runs,
-            warmup=warmup,
+            runs=plan.runs,
+            warmup=plan.warmup,
             input_shape=[1, *info.input_shape[1:]],
             input_file=input_file,
         )
@@ -467,7 +443,7 @@ class DeviceSession:
             threads=threads,
             batch=1,
             runs=stats.count,
-            warmup=warmup,
+            warmup=plan.warmup,
             inputs=inputs,
             init_ms=(log.init_us or 0.0) / 1000.0,
             latency_ms=latency,

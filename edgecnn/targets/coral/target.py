@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnWarning, ModelLoadError, TargetUnavailableError, UsageError
-from edgecnn.runtime.bench import BenchResult, benchmark
 from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.interpreter import TFLiteRunner
-from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.runtimes import check_threads, runtime_module
 from edgecnn.targets.base import Finding, Target, TargetBuild
 from edgecnn.targets.coral import edgetpu_library, open_library
@@ -115,6 +112,21 @@ class _EdgeTpuRunner:
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self._runner.predict(images)
 
+    def resize(self, batch: int) -> None:
+        """The Edge TPU runs compiled models one image at a time.
+
+        Raises:
+            UsageError: a batch other than 1.
+        """
+        if batch != 1:
+            raise UsageError(f"the Edge TPU runs compiled models one image at a time: use --batch 1, not {batch}")
+
+    def set_input(self, images: np.ndarray) -> None:
+        self._runner.set_input(images)
+
+    def invoke(self) -> None:
+        self._runner.invoke()
+
     def close(self) -> None:
         self._runner.close()
         self._delegate = None
@@ -172,46 +184,14 @@ class CoralTarget(Target):
         findings = [f for f in findings if f.code != "not-compiled"]  # replaced by what the compile step says
         if not compiled.compiled:
             findings.append(Finding("warning", "not-compiled", compiled.message))
-            return TargetBuild(self.name, model, [], findings, details)
+            return TargetBuild(self.name, model, findings, details)
         assert compiled.model is not None and compiled.report is not None
         findings.append(Finding("info", "compiled", compile_summary(compiled.report)))
         files = [compiled.model, compiled.model.with_suffix(".json")] + ([compiled.log] if compiled.log else [])
-        return TargetBuild(self.name, compiled.model, files, findings, details)
+        return TargetBuild(self.name, compiled.model, findings, details, files)
 
     def open(self, model: Path) -> _EdgeTpuRunner:
         runner, delegate = open_on_edgetpu(model, device=self.device, threads=self.threads)
         if not is_compiled(model):
             warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=2)
         return _EdgeTpuRunner(runner, delegate)
-
-    def bench(
-        self,
-        model: Path,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        batch: int,
-        on_progress: ProgressFn | None = None,
-    ) -> BenchResult:
-        if batch != 1:
-            raise UsageError(f"the Edge TPU runs compiled models one image at a time: use --batch 1, not {batch}")
-        read_tflite_info(model)
-        delegate = load_edgetpu_delegate(self.device)
-        try:
-            result = benchmark(
-                model,
-                target=self.where,
-                images=images,
-                runs=runs,
-                warmup=warmup,
-                batch=1,
-                num_threads=self.threads,
-                delegates=[delegate],
-                on_progress=on_progress,
-            )
-        except ModelLoadError as exc:
-            raise _delegate_failure(model, exc) from None
-        if not is_compiled(model):
-            warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=2)
-        return replace(result, runtime=f"{result.runtime} + {edgetpu_library()}")

@@ -29,8 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +41,7 @@ from edgecnn.errors import (
     TargetUnavailableError,
     UsageError,
 )
+from edgecnn.runtime.files import captured_native_stderr
 
 ARENA_MARGIN_FRACTION = 0.10
 """Added to the measured arena for the firmware's copy.
@@ -132,34 +132,10 @@ def _content(model: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
         raise ModelFormatError(f"cannot read {path} ({exc.strerror}): check the path") from None
 
 
-@contextmanager
-def _native_stderr(lines: list[str]) -> Iterator[None]:
-    """Capture what native code writes to file descriptor 2 into ``lines`` (TFLM's MicroPrintf goes there).
-
-    Unlike :func:`edgecnn.runtime.files.captured_native_stderr`, the text is kept on success too: the arena figure is
-    printed by a call that succeeds.
-    """
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (an embedded interpreter): nothing to capture
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").splitlines())
-
-
 def _quietly(action: Callable[[], T]) -> tuple[T | None, BaseException | None, list[str]]:
     """Run ``action`` with fd 2 captured: (its result or None, the exception it raised or None, TFLM's lines)."""
     lines: list[str] = []
-    with _native_stderr(lines):
+    with captured_native_stderr(lines=lines):
         try:
             return action(), None, lines
         except (RuntimeError, ValueError) as exc:  # what the wrapper raises when TFLM returns an error

@@ -11,7 +11,6 @@ a Cortex-M's speed.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,18 +20,8 @@ import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, TargetUnavailableError, UsageError
 from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
-from edgecnn.runtime.bench import (
-    BenchResult,
-    batch_picker,
-    bench_inputs,
-    check_counts,
-    latency_stats,
-    machine_summary,
-    time_runs,
-)
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info
 from edgecnn.runtime.preprocess import fitting_images
-from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.quant import dequantize, quantize
 from edgecnn.targets.base import Finding, Target
 from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_measured
@@ -94,7 +83,7 @@ class MicroRunner:
                 "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
             )
         self._interpreter, self.arena = load_measured(model)
-        self.runtime = tflm_runtime()
+        self.runtime = f"{tflm_runtime()} (reference kernels on the host CPU)"
         self._check_io()
 
     def _check_io(self) -> None:
@@ -108,6 +97,15 @@ class MicroRunner:
                 f"{self.info.input.dtype} {list(self.info.input_shape)} and {len(self.info.labels)} labels: the "
                 "sidecar belongs to another model; re-run edgecnn convert"
             )
+
+    def resize(self, batch: int) -> None:
+        """TFLM runs one image at a time, as the firmware does.
+
+        Raises:
+            UsageError: a batch other than 1.
+        """
+        if batch != 1:
+            raise UsageError(f"TensorFlow Lite Micro runs one image at a time: use --batch 1, not {batch}")
 
     def set_input(self, images: np.ndarray) -> None:
         """Quantize one preprocessed image ``(1, H, W, C)`` into the input tensor."""
@@ -168,6 +166,7 @@ class MicroTarget(Target):
     """
 
     name = "micro"
+    bench_note = BENCH_NOTE
     quantize_modes = ("int8", "none")
     io_types = ("int8", "uint8", "float32")
 
@@ -223,50 +222,6 @@ class MicroTarget(Target):
 
     def open(self, model: Path) -> MicroRunner:
         return MicroRunner(model)
-
-    def bench(
-        self,
-        model: Path,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        batch: int,
-        on_progress: ProgressFn | None = None,
-    ) -> BenchResult:
-        """Time ``invoke`` in the TFLM interpreter, one image per run, with :mod:`edgecnn.runtime.bench`'s protocol.
-
-        Raises:
-            UsageError: a batch other than 1, bad counts, or images that do not fit the model.
-        """
-        if batch != 1:
-            raise UsageError(f"TensorFlow Lite Micro runs one image at a time: use --batch 1, not {batch}")
-        check_counts(runs=runs, warmup=warmup)
-        start = time.perf_counter()
-        runner = MicroRunner(model)
-        try:
-            init_ms = (time.perf_counter() - start) * 1000.0
-            pool, inputs = bench_inputs(runner.info.preprocessing, images, count=2)
-            pick = batch_picker(pool, 1)
-            seconds = time_runs(
-                lambda i: runner.set_input(pick(i)), runner.invoke, runs=runs, warmup=warmup, on_progress=on_progress
-            )
-        finally:
-            runner.close()
-        return BenchResult(
-            target=self.where,
-            model=str(model),
-            runtime=f"{runner.runtime} (host CPU, reference kernels)",
-            threads=1,
-            batch=1,
-            runs=runs,
-            warmup=warmup,
-            inputs=inputs,
-            init_ms=init_ms,
-            latency_ms=latency_stats(seconds),
-            throughput=runs / max(sum(seconds), 1e-12),
-            machine={**machine_summary(), "note": BENCH_NOTE},
-        )
 
 
 def _budget(board: str | None, ram: int | str | None, flash: int | str | None) -> Budget | None:

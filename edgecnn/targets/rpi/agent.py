@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError, UsageError, error_kind
+from edgecnn.runtime.bench import BenchPlan
 from edgecnn.runtime.machine import machine_summary
 from edgecnn.targets.rpi.wire import PROTOCOL, array_bytes, bytes_array, read_message, write_message
 
@@ -66,9 +67,8 @@ class _Agent:
         if op == "bench":
             self.close()  # the benchmark loads its own interpreter and times it
             images = bytes_array(parts[0]) if parts else None
-            result = self.target().bench(
-                self.model, images=images, runs=header["runs"], warmup=header["warmup"], batch=header["batch"]
-            )
+            plan = BenchPlan(images, int(header["runs"]), int(header["warmup"]), int(header["batch"]))
+            result = self.target().bench(self.model, plan)
             return {"result": result.to_dict()}, []
         raise UsageError(f"unknown request {op!r}: update edgecnn on both machines to the same version")
 

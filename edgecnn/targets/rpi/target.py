@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import UsageError
-from edgecnn.runtime.bench import BenchResult
+from edgecnn.runtime.bench import BenchPlan, BenchResult
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_path
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.runtime.preprocess import fitting_images
@@ -82,32 +83,21 @@ class RpiTarget(Target):
             )
         return findings
 
-    def local_runtime(self) -> str:
-        return pi_runtime()
-
     def open(self, model: Path) -> TFLiteRunner | RemoteRunner:
         if self.remote is not None:
             return RemoteRunner(self.remote, model, threads=self.threads)
         return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime())
 
-    def bench(
-        self,
-        model: Path,
-        *,
-        images: np.ndarray | None,
-        runs: int,
-        warmup: int,
-        batch: int,
-        on_progress: ProgressFn | None = None,
-    ) -> BenchResult:
+    def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         if self.remote is None:
-            return super().bench(model, images=images, runs=runs, warmup=warmup, batch=batch, on_progress=on_progress)
+            return super().bench(model, plan, on_progress=on_progress)
         with closing(_start(self.remote, model, self.threads)) as session:
-            parts = [] if images is None else [array_bytes(np.asarray(images, dtype=np.float32))]
-            reply, _ = session.request({"op": "bench", "runs": runs, "warmup": warmup, "batch": batch}, parts)
+            parts = [] if plan.images is None else [array_bytes(np.asarray(plan.images, dtype=np.float32))]
+            header = {"op": "bench", "runs": plan.runs, "warmup": plan.warmup, "batch": plan.batch}
+            reply, _ = session.request(header, parts)
         result = BenchResult.from_dict(reply["result"])
         # The device timed it; name the model as the user knows it, and where it ran.
-        return BenchResult(**{**result.__dict__, "target": self.where, "model": str(model)})
+        return replace(result, target=self.where, model=str(model))
 
 
 def _bundle_parts(model: Path) -> list[bytes]:
