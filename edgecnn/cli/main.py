@@ -149,6 +149,10 @@ def cli() -> None:
     on the embedded digits.
 
     \b
+    Example:
+      edgecnn demo --out edgecnn-demo
+
+    \b
     Exit codes: 0 success; 1 a verdict failed (a gate, a check, a budget); 2 usage or bad input;
     3 the environment (a target, device, runtime or extra is unavailable); 130 interrupted;
     70 an internal error (a bug: --debug shows the traceback).

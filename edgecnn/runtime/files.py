@@ -177,10 +177,13 @@ def captured_native_stderr(
 
         try:
             yield
-        except BaseException:
+        except Exception:
             text = captured()
             if text and on_error is not None:
                 on_error(text)
+            raise
+        except BaseException:  # Ctrl-C or an exit: the native chatter is not the news
+            captured()
             raise
         else:
             captured()
