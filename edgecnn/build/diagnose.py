@@ -26,6 +26,7 @@ from edgecnn.build.convert import (
     load_calibration,
     static_batch_model,
 )
+from edgecnn.errors import UsageError
 from edgecnn.runtime.data import load_labelled
 from edgecnn.runtime.preprocess import Preprocessing
 from edgecnn.runtime.progress import Progress
@@ -346,6 +347,10 @@ def diagnose(
     from edgecnn.build.keras_model import load_keras_model
     from edgecnn.runtime.bundle import read_tflite_info
 
+    if calibration_size < 1 or data_limit < 1:
+        raise UsageError(
+            f"--calibration-size and --data-limit must be at least 1, not {calibration_size} and {data_limit}"
+        )
     model, info = load_keras_model(model_path)
     spec = info.preprocessing
     candidate_info = read_tflite_info(candidate) if candidate is not None else None

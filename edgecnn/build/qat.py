@@ -11,6 +11,7 @@ on the training split, and converted to a full-integer model with a static batch
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,7 @@ def finetune_qat(
     """
     if io not in IO_TYPES:
         raise UsageError(f"unknown --io {io!r}: choose one of {', '.join(IO_TYPES)}")
-    if min(epochs, batch_size, calibration_size) < 1 or learning_rate <= 0:
+    if min(epochs, batch_size, calibration_size) < 1 or not learning_rate > 0 or math.isinf(learning_rate):
         raise UsageError("--epochs, --batch-size and --calibration-size must be at least 1, --learning-rate above 0")
     out_path = check_bundle_output(out, inputs=[model_path, data])
     keras_info = read_keras_info(model_path)  # fails fast, before TensorFlow is imported

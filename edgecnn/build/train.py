@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -201,7 +202,7 @@ def train(
     out_path = check_output_path(out, suffixes=(".keras",))
     refuse_inputs([out_path], [data])
     flip, shift = parse_augment(augment, image_size)
-    if min(epochs, batch_size, image_size, filters) < 1 or learning_rate <= 0:
+    if min(epochs, batch_size, image_size, filters) < 1 or not learning_rate > 0 or math.isinf(learning_rate):
         raise UsageError(
             "--epochs, --batch-size, --image-size and --filters must be at least 1, --learning-rate above 0"
         )

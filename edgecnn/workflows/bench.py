@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecnn.errors import UsageError
 from edgecnn.runtime.bench import BenchPlan, BenchResult, check_counts
 from edgecnn.runtime.bundle import check_model_file, read_tflite_info
 from edgecnn.runtime.data import Sample, collect_images, load_images
@@ -45,7 +46,6 @@ def bench_model(
         UsageError: bad counts.
         DatasetError: no readable image among ``images``.
     """
-
     check_counts(runs=runs, warmup=warmup, batch=batch)  # before any image is read
     model = check_model_file(model_path, suffixes=(".tflite",))
     stage = on_progress or no_progress
@@ -53,6 +53,8 @@ def bench_model(
     if images is not None:
         paths, skipped = collect_images([images])
         if limit is not None:
+            if limit < 1:
+                raise UsageError(f"--image-limit must be at least 1, not {limit}")
             paths = paths[:limit]
         loaded = load_images(
             [Sample(p, -1) for p in paths],
