@@ -19,6 +19,7 @@ from edgecnn.errors import UsageError
 from edgecnn.evidence.validate import ValidationReport
 from edgecnn.runtime.classify import Prediction
 from edgecnn.runtime.data import write_digits
+from edgecnn.runtime.files import check_folder
 from edgecnn.runtime.progress import Progress
 from edgecnn.workflows.run import classify
 from edgecnn.workflows.validate import validate_models
@@ -82,10 +83,9 @@ def run_demo(
         on_progress: progress of each stage that loads or runs images.
     """
     started = time.perf_counter()
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file: give a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    if epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, not {epochs}")
+    folder = check_folder(out, what="--out folder")
     stage = on_stage or (lambda name: None)
 
     stage("writing the embedded digits (scikit-learn) as PNG folders")
