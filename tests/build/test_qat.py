@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning (``edgecnn finetune --qat``) of the spine's CIFAR-10 model: full-integer int8,
+"""Quantization-aware fine-tuning (``edgecnn finetune --qat``) of the session's model: full-integer int8,
 the Keras model's labels and preprocessing, byte-identical reruns, accuracy, and the command's bad-input exits."""
 
 from __future__ import annotations
@@ -28,20 +28,21 @@ SETTINGS: dict[str, Any] = {"epochs": 1, "limit_per_class": 30, "calibration_siz
 
 
 @pytest.fixture(scope="module")
-def qat_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path], cifar_train: Path) -> Path:
-    """The spine's Keras model fine-tuned one epoch with simulated int8 on 30 training images per class."""
+def qat_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path], photos_train: Path) -> Path:
+    """The session's Keras model fine-tuned one epoch with simulated int8 on 30 training photos per class."""
     from edgecnn.build.qat import finetune_qat
 
     out = tmp_path_factory.mktemp("qat") / "model_qat_int8.tflite"
-    finetune_qat(cifar_models["keras"], cifar_train, out, **SETTINGS)
+    finetune_qat(models["keras"], photos_train, out, **SETTINGS)
     return out
 
 
-def test_qat_model_is_full_integer_with_the_keras_metadata(qat_model: Path, cifar_models: dict[str, Path]) -> None:
+@pytest.mark.slow  # the fine-tuning
+def test_qat_model_is_full_integer_with_the_keras_metadata(qat_model: Path, models: dict[str, Path]) -> None:
     from edgecnn.build.qat import QAT_OPS
     from edgecnn.runtime.interpreter import load_interpreter
 
-    info, keras_info = read_tflite_info(qat_model), read_keras_info(cifar_models["keras"])
+    info, keras_info = read_tflite_info(qat_model), read_keras_info(models["keras"])
     assert (info.labels, info.preprocessing) == (keras_info.labels, keras_info.preprocessing)
     assert info.quantization == "int8" and info.input_shape == [1, 32, 32, 3]
     assert info.input.dtype == info.output.dtype == "int8"
@@ -56,22 +57,22 @@ def test_qat_model_is_full_integer_with_the_keras_metadata(qat_model: Path, cifa
     assert "tensorflow-model-optimization" in info.extra["tools"]
 
 
+@pytest.mark.slow  # the fine-tuning, twice
 def test_qat_is_byte_deterministic(
-    qat_model: Path, cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path
+    qat_model: Path, models: dict[str, Path], photos_train: Path, tmp_path: Path
 ) -> None:
     from edgecnn.build.qat import finetune_qat
 
-    again = finetune_qat(cifar_models["keras"], cifar_train, tmp_path / "model_qat_int8.tflite", **SETTINGS)
+    again = finetune_qat(models["keras"], photos_train, tmp_path / "model_qat_int8.tflite", **SETTINGS)
     assert again.path.read_bytes() == qat_model.read_bytes()
     assert again.path.with_suffix(".json").read_bytes() == qat_model.with_suffix(".json").read_bytes()
 
 
-def test_qat_accuracy_stays_near_the_float_model(
-    qat_model: Path, cifar_models: dict[str, Path], cifar_test: Path
-) -> None:
+@pytest.mark.slow  # the fine-tuning
+def test_qat_accuracy_stays_near_the_float_model(qat_model: Path, models: dict[str, Path], photos_test: Path) -> None:
     from edgecnn.workflows.validate import validate_models
 
-    report = validate_models(cifar_models["keras"], qat_model, cifar_test, limit_per_class=30, max_drop=None)
+    report = validate_models(models["keras"], qat_model, photos_test, limit_per_class=30, max_drop=None)
     assert report.num_images == 300
     # Fine-tuning changes the weights, so the QAT model may do a little better or worse than the float one.
     assert report.accuracy_drop_pp <= 10.0, report.to_dict()
@@ -111,9 +112,9 @@ def _finetune_cli(*args: object) -> Any:
     [("no-model", "does not exist"), ("no-data", "does not exist"), ("out-is-data", "is inside the input")],
 )
 def test_finetune_command_bad_input(
-    case: str, fragment: str, cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path
+    case: str, fragment: str, models: dict[str, Path], photos_train: Path, tmp_path: Path
 ) -> None:
-    model, data, flags = cifar_models["keras"], cifar_train, ["--qat"]
+    model, data, flags = models["keras"], photos_train, ["--qat"]
     if case == "no-model":
         model = tmp_path / "nope.keras"
     elif case == "no-data":

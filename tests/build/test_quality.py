@@ -1,11 +1,12 @@
 """Quantization quality on real CIFAR-10 images: a model made to lose accuracy in int8 on purpose, diagnosed
 and recovered; and a calibration set from the wrong distribution, named as the cause.
 
-The broken model is the spine's model with one channel of ``block1`` scaled up 1000x after batch norm and the
-next convolution's weights for it scaled down 1000x (tools/outlier_model.py): the float model computes exactly
-the same function (ReLU is positively homogeneous), but that channel alone sets the int8 range of the layer's
-output, so every other channel rounds to zero — the classic outlier-range failure.
-"""
+These tests need real photos (marked ``cifar10``; README.md cites them): the model is the suite's small CNN trained
+on a fixed class-balanced CIFAR-10 subset (conftest ``cifar_keras``). The broken model is that model with one channel
+of ``block1`` scaled up 1000x after batch norm and the next convolution's weights for it scaled down 1000x
+(tools/outlier_model.py): the float model computes exactly the same function (ReLU is positively homogeneous), but
+that channel alone sets the int8 range of the layer's output, so every other channel rounds to zero — the classic
+outlier-range failure. The two bad-input tests need no real photos: they use the session's model and photos."""
 
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def outlier_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
-    """The spine's model with an outlier channel added by tools/outlier_model.py."""
+def outlier_model(tmp_path_factory: pytest.TempPathFactory, cifar_keras: Path) -> Path:
+    """The CIFAR-10 model with an outlier channel added by tools/outlier_model.py."""
     spec = importlib.util.spec_from_file_location("outlier_model", ROOT / "tools" / "outlier_model.py")
     assert spec is not None and spec.loader is not None
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
-    tool.write_outlier_model(cifar_models["keras"], path, factor=FACTOR)
+    tool.write_outlier_model(cifar_keras, path, factor=FACTOR)
     return path
 
 
@@ -59,6 +60,8 @@ def _json(result: object, code: int = 0) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.cifar10
+@pytest.mark.slow  # conversions and the layer-by-layer diagnosis
 def test_the_outlier_breaks_plain_int8_and_diagnose_names_it(
     outlier_model: Path, cifar_train: Path, held_out: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +89,8 @@ def test_the_outlier_breaks_plain_int8_and_diagnose_names_it(
     assert errors == sorted(errors, reverse=True) and diagnosis["layers"][0]["name"].startswith("block1_conv2")
 
 
+@pytest.mark.cifar10
+@pytest.mark.slow  # one conversion per recovery attempt
 def test_recovery_keeps_the_fewest_layers_in_float_that_pass(
     outlier_model: Path, cifar_train: Path, held_out: Path, tmp_path: Path
 ) -> None:
@@ -109,18 +114,20 @@ def test_recovery_keeps_the_fewest_layers_in_float_that_pass(
     _json(run_cli("validate", held_out, "-r", outlier_model, "-c", out, "--max-drop", "3", "--json"))
 
 
+@pytest.mark.cifar10
+@pytest.mark.slow  # one conversion per recovery attempt
 def test_wrong_calibration_is_named_and_nothing_recovers_it(
-    cifar_models: dict[str, Path], dark_calibration: Path, held_out: Path, tmp_path: Path
+    cifar_keras: Path, dark_calibration: Path, held_out: Path, tmp_path: Path
 ) -> None:
     diagnosis = _json(
-        run_cli("diagnose", cifar_models["keras"], "--calibration", dark_calibration, "--data", held_out, "--json"), 1
+        run_cli("diagnose", cifar_keras, "--calibration", dark_calibration, "--data", held_out, "--json"), 1
     )
     codes = [c["code"] for c in diagnosis["causes"]]
     assert "calibration-distribution" in codes and "calibration-size" in codes
     assert diagnosis["calibration"]["median_shift_z"]["mean"] > 2
 
     out = tmp_path / "model.tflite"
-    result = run_cli("convert", cifar_models["keras"], "--out", out, "--calibration", dark_calibration,
+    result = run_cli("convert", cifar_keras, "--out", out, "--calibration", dark_calibration,
                      "--max-drop", "1", "--data", held_out, "--json")  # fmt: skip
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -131,8 +138,9 @@ def test_wrong_calibration_is_named_and_nothing_recovers_it(
     assert read_tflite_info(best).extra["recovery"]["passed"] is False
 
 
-def test_gated_conversion_bad_options(cifar_models: dict[str, Path], cifar_train: Path, held_out: Path) -> None:
-    keras = cifar_models["keras"]
+def test_gated_conversion_bad_options(models: dict[str, Path], photos_train: Path, photos_test: Path) -> None:
+    """Refused before any work: the session's model and photos stand in (no real photos needed)."""
+    keras, held_out = models["keras"], photos_test
     for args, message in [
         (["--max-drop", "1"], "--max-drop and --data go together"),
         (["--data", str(held_out)], "--max-drop and --data go together"),
@@ -141,10 +149,12 @@ def test_gated_conversion_bad_options(cifar_models: dict[str, Path], cifar_train
         (["--max-drop", "nan", "--data", str(held_out)], "not a finite number"),
         (["--limit-per-class", "3"], "--limit-per-class applies to --data"),
     ]:
-        result = run_cli("convert", keras, "--out", "/tmp/never.tflite", "--calibration", cifar_train, *args)
+        result = run_cli("convert", keras, "--out", "/tmp/never.tflite", "--calibration", photos_train, *args)
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
 
 
+@pytest.mark.cifar10
+@pytest.mark.slow  # a conversion and the report's diagnosis
 def test_the_report_shows_it(outlier_model: Path, cifar_train: Path, held_out: Path, tmp_path: Path) -> None:
     """validate --report/--junit on the broken int8 model: FAILED, the outlier layer flagged, numbers = JSON."""
     from report_page import expected_formatter, parse, resolve
@@ -177,12 +187,12 @@ def test_the_report_shows_it(outlier_model: Path, cifar_train: Path, held_out: P
     assert lone.exit_code == 2 and "use it with --report" in lone.stderr
 
 
-def test_diagnose_bad_input(cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path) -> None:
+def test_diagnose_bad_input(models: dict[str, Path], photos_train: Path, tmp_path: Path) -> None:
     for args, message in [
-        ([tmp_path / "nope.keras", "--calibration", cifar_train], "does not exist"),
-        ([cifar_models["int8"], "--calibration", cifar_train], "must be a .keras file"),
-        ([cifar_models["keras"], "--calibration", tmp_path / "nope"], "does not exist"),
-        ([cifar_models["keras"], "--calibration", cifar_train, "--candidate", tmp_path / "x.tflite"], "does not exist"),
+        ([tmp_path / "nope.keras", "--calibration", photos_train], "does not exist"),
+        ([models["int8"], "--calibration", photos_train], "must be a .keras file"),
+        ([models["keras"], "--calibration", tmp_path / "nope"], "does not exist"),
+        ([models["keras"], "--calibration", photos_train, "--candidate", tmp_path / "x.tflite"], "does not exist"),
     ]:
         result = run_cli("diagnose", *args)
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr, args

@@ -50,21 +50,22 @@ def test_top_level_help_and_version() -> None:
         assert command in result.stdout
 
 
-def test_run_prints_top_k_per_image(cifar_models: dict[str, Path], small_folder: Path) -> None:
-    (small_folder / "ship" / "notes.txt").write_text("skip me")
-    result = run_cli("run", cifar_models["int8"], small_folder / "cat" / "0000.jpg", small_folder, "--top-k", 2)
+def test_run_prints_top_k_per_image(models: dict[str, Path], small_folder: Path) -> None:
+    (small_folder / "zero" / "notes.txt").write_text("skip me")
+    result = run_cli("run", models["int8"], small_folder / "three" / "0000.jpg", small_folder, "--top-k", 2)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(str(small_folder / "cat" / "0000.jpg") + ": ")
+    assert lines[0].startswith(str(small_folder / "three" / "0000.jpg") + ": ")
     assert len(lines[0].split(": ")[1].split(", ")) == 2
     assert "skipped 1 file(s):" in result.stdout and "notes.txt: not an image file (.txt)" in result.stdout
-    data = json.loads(run_cli("run", cifar_models["int8"], small_folder, "--json", "--top-k", 3).stdout)
+    data = json.loads(run_cli("run", models["int8"], small_folder, "--json", "--top-k", 3).stdout)
     assert data["num_images"] == 12 and data["num_skipped"] == 1 and data["runtime"] == "ai-edge-litert"
     for prediction in data["predictions"]:
         scores = [t["score"] for t in prediction["top"]]
         assert scores == sorted(scores, reverse=True) and len(scores) == 3
 
 
+@pytest.mark.slow  # trains and converts
 def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> None:
     keras_path, tflite_path = tmp_path / "m.keras", tmp_path / "m.tflite"
     trained = run_cli(
@@ -72,7 +73,7 @@ def test_train_and_convert_report_json(small_folder: Path, tmp_path: Path) -> No
     )
     assert trained.exit_code == 0, trained.stderr
     summary = json.loads(trained.stdout)
-    assert summary["labels"] == ["airplane", "cat", "ship"] and summary["preprocessing"]["height"] == 16
+    assert summary["labels"] == ["one", "three", "zero"] and summary["preprocessing"]["height"] == 16
     from edgecnn.runtime.bundle import read_keras_info
 
     assert read_keras_info(keras_path).extra["training"]["augment"] == "shift"
@@ -89,14 +90,14 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
 
-def test_runtime_side_never_imports_tensorflow(cifar_models: dict[str, Path], small_folder: Path) -> None:
+def test_runtime_side_never_imports_tensorflow(models: dict[str, Path], small_folder: Path) -> None:
     """import edgecnn, --help, run, validate of two .tflite models, targets, check, bench: no TensorFlow, no Keras."""
     code = f"""
 import sys
 from edgecnn.cli.main import cli
-model = {str(cifar_models["int8"])!r}
+model = {str(models["int8"])!r}
 for args in (["--help"], ["run", model, {str(small_folder)!r}, "--json"],
-             ["validate", {str(small_folder)!r}, "-r", {str(cifar_models["float"])!r},
+             ["validate", {str(small_folder)!r}, "-r", {str(models["float"])!r},
               "-c", model, "--max-drop", "100"],
              ["targets"], ["check", "--target", "rpi", model], ["bench", model, "--runs", "3"],
              ["run", "--target", "rpi", model, {str(small_folder)!r}]):
@@ -113,6 +114,7 @@ print("LOADED", loaded)
     assert '"num_images": 12' in result.stdout  # the run really ran
 
 
+@pytest.mark.slow  # the whole demo: writes the digits, trains, converts, validates
 def test_demo_meets_its_targets(tmp_path: Path) -> None:
     """The main job: float accuracy >= 97% on the held-out digits, int8 drop <= 0.5 points."""
     result = subprocess.run(
@@ -130,17 +132,18 @@ def test_demo_meets_its_targets(tmp_path: Path) -> None:
     assert result.stderr == ""  # not a terminal: no progress, and no TensorFlow chatter
 
 
-def test_calibration_from_a_flat_folder(cifar_models: dict[str, Path], small_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # a conversion
+def test_calibration_from_a_flat_folder(models: dict[str, Path], small_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.tflite"
-    result = run_cli("convert", cifar_models["keras"], "--out", out, "--calibration", small_folder / "cat", "--json")
+    result = run_cli("convert", models["keras"], "--out", out, "--calibration", small_folder / "three", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["calibration"]["num_images"] == 4
 
 
-def test_run_accepts_the_keras_model_too(cifar_models: dict[str, Path], small_folder: Path) -> None:
+def test_run_accepts_the_keras_model_too(models: dict[str, Path], small_folder: Path) -> None:
     """The float .keras and its float .tflite give the same top-1 class on every image."""
-    keras_run = json.loads(run_cli("run", cifar_models["keras"], small_folder, "--json", "--top-k", 1).stdout)
-    tflite_run = json.loads(run_cli("run", cifar_models["float"], small_folder, "--json", "--top-k", 1).stdout)
+    keras_run = json.loads(run_cli("run", models["keras"], small_folder, "--json", "--top-k", 1).stdout)
+    tflite_run = json.loads(run_cli("run", models["float"], small_folder, "--json", "--top-k", 1).stdout)
     assert keras_run["runtime"] == "keras" and keras_run["num_images"] == 12
     assert [p["top"][0]["label"] for p in keras_run["predictions"]] == [
         p["top"][0]["label"] for p in tflite_run["predictions"]

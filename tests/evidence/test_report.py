@@ -87,19 +87,17 @@ def with_extras(report: dict[str, Any], models: dict[str, Path]) -> dict[str, An
 
 
 @pytest.fixture(scope="module")
-def validated(
-    cifar_models: dict[str, Path], cifar_test: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    """A real float-vs-int8 validation on 10 CIFAR-10 test images per class (and one non-image), as JSON."""
-    data = copy_subset(cifar_test, tmp_path_factory.mktemp("report_data"), per_class=10)
-    (data / "cat" / "notes.txt").write_text("not an image")
-    report = validate_models(cifar_models["float"], cifar_models["int8"], data, max_drop=1.0, min_agreement=0.5)
+def validated(models: dict[str, Path], photos_test: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real float-vs-int8 validation on 10 test photos per class (and one non-image), as JSON."""
+    data = copy_subset(photos_test, tmp_path_factory.mktemp("report_data"), per_class=10)
+    (data / "three" / "notes.txt").write_text("not an image")
+    report = validate_models(models["float"], models["int8"], data, max_drop=1.0, min_agreement=0.5)
     return report.to_dict()
 
 
 @pytest.fixture(scope="module")
-def full(validated: dict[str, Any], cifar_models: dict[str, Path]) -> dict[str, Any]:
-    return with_extras(validated, cifar_models)
+def full(validated: dict[str, Any], models: dict[str, Path]) -> dict[str, Any]:
+    return with_extras(validated, models)
 
 
 @pytest.fixture(scope="module")

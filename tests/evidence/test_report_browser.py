@@ -76,9 +76,9 @@ def tints(pixels: np.ndarray, color: tuple[int, int, int]) -> int:
 
 
 @pytest.fixture(scope="module")
-def report(cifar_models: dict[str, Path], cifar_test: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    data = copy_subset(cifar_test, tmp_path_factory.mktemp("browser_data"), per_class=8)
-    return validate_models(cifar_models["float"], cifar_models["int8"], data, max_drop=100.0).to_dict()
+def report(models: dict[str, Path], photos_test: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    data = copy_subset(photos_test, tmp_path_factory.mktemp("browser_data"), per_class=8)
+    return validate_models(models["float"], models["int8"], data, max_drop=100.0).to_dict()
 
 
 @pytest.mark.parametrize("passed", [True, False], ids=["passed", "failed"])

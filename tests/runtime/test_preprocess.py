@@ -11,9 +11,9 @@ from PIL import Image
 from edgecnn.runtime.preprocess import ImageReadError, Preprocessing, load_image, to_array
 
 
-def real_image(cifar_test: Path, cls: str = "cat", index: int = 0) -> Path:
-    """Path of one real CIFAR-10 test JPEG."""
-    return cifar_test / cls / f"{index:04d}.jpg"
+def real_image(photos_test: Path, cls: str = "three", index: int = 0) -> Path:
+    """Path of one test photo (a colour JPEG)."""
+    return photos_test / cls / f"{index:04d}.jpg"
 
 
 def pil_rgb(path: Path) -> np.ndarray:
@@ -25,19 +25,19 @@ def pil_rgb(path: Path) -> np.ndarray:
 # --- output shape, dtype and range ------------------------------------------------------------------------
 
 
-def test_rgb_output_shape_dtype_range(cifar_test: Path) -> None:
+def test_rgb_output_shape_dtype_range(photos_test: Path) -> None:
     """A default RGB spec gives float32 (32, 32, 3) values in [0, 1]."""
-    out = load_image(real_image(cifar_test), Preprocessing(32, 32, 3))
+    out = load_image(real_image(photos_test), Preprocessing(32, 32, 3))
     assert out.shape == (32, 32, 3)
     assert out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
-    assert out.max() > out.min()  # a real photo is not flat
+    assert out.max() > out.min()  # a photo is not flat
 
 
-def test_grayscale_output_shape_dtype_range(cifar_test: Path) -> None:
+def test_grayscale_output_shape_dtype_range(photos_test: Path) -> None:
     """A grayscale spec gives float32 (32, 32, 1) values in [0, 1]."""
     spec = Preprocessing(32, 32, 1)
-    out = load_image(real_image(cifar_test, "ship", 3), spec)
+    out = load_image(real_image(photos_test, "zero", 3), spec)
     assert spec.shape == (32, 32, 1)
     assert out.shape == (32, 32, 1)
     assert out.dtype == np.float32
@@ -55,18 +55,18 @@ def test_grayscale_output_shape_dtype_range(cifar_test: Path) -> None:
         ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     ],
 )
-def test_scaling_matches_independent_numpy(cifar_test: Path, mean: tuple, std: tuple) -> None:
+def test_scaling_matches_independent_numpy(photos_test: Path, mean: tuple, std: tuple) -> None:
     """Values are (pixel / 255 - mean) / std per channel, computed independently from Pillow's pixels."""
-    path = real_image(cifar_test, "dog", 7)
+    path = real_image(photos_test, "two", 7)
     expected = (pil_rgb(path).astype(np.float64) / 255.0 - np.array(mean)) / np.array(std)
     out = load_image(path, Preprocessing(32, 32, 3, mean=mean, std=std))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
 
 
-def test_per_channel_mean_is_applied_to_the_right_channel(cifar_test: Path) -> None:
+def test_per_channel_mean_is_applied_to_the_right_channel(photos_test: Path) -> None:
     """A mean that differs per channel shifts each channel by its own value (order R, G, B)."""
-    path = real_image(cifar_test, "frog", 2)
+    path = real_image(photos_test, "six", 2)
     base = load_image(path, Preprocessing(32, 32, 3))
     shifted = load_image(path, Preprocessing(32, 32, 3, mean=(0.1, 0.2, 0.3)))
     np.testing.assert_allclose(base - shifted, np.broadcast_to([0.1, 0.2, 0.3], base.shape), atol=1e-6)
@@ -75,9 +75,9 @@ def test_per_channel_mean_is_applied_to_the_right_channel(cifar_test: Path) -> N
 # --- channel conversion -----------------------------------------------------------------------------------
 
 
-def test_grayscale_file_becomes_three_equal_channels(tmp_path: Path, cifar_test: Path) -> None:
+def test_grayscale_file_becomes_three_equal_channels(tmp_path: Path, photos_test: Path) -> None:
     """An 'L' image fed to a 3-channel spec repeats the gray value in R, G and B."""
-    with Image.open(real_image(cifar_test, "horse", 1)) as im:
+    with Image.open(real_image(photos_test, "seven", 1)) as im:
         gray = im.convert("L")
     path = tmp_path / "gray.png"
     gray.save(path)
@@ -88,9 +88,9 @@ def test_grayscale_file_becomes_three_equal_channels(tmp_path: Path, cifar_test:
         np.testing.assert_allclose(out[..., channel], expected, atol=1e-6)
 
 
-def test_rgb_file_becomes_one_luma_channel(cifar_test: Path) -> None:
+def test_rgb_file_becomes_one_luma_channel(photos_test: Path) -> None:
     """An RGB image fed to a 1-channel spec gives ITU-R 601 luma, as Pillow's convert('L') computes it."""
-    path = real_image(cifar_test, "truck", 4)
+    path = real_image(photos_test, "nine", 4)
     out = load_image(path, Preprocessing(32, 32, 1))
     with Image.open(path) as im:
         pillow_l = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
@@ -100,9 +100,9 @@ def test_rgb_file_becomes_one_luma_channel(cifar_test: Path) -> None:
     np.testing.assert_allclose(out[..., 0], luma, atol=1.01 / 255.0)  # Pillow rounds in fixed point
 
 
-def test_rgba_image_drops_alpha(tmp_path: Path, cifar_test: Path) -> None:
+def test_rgba_image_drops_alpha(tmp_path: Path, photos_test: Path) -> None:
     """An RGBA PNG loads as Pillow's convert('RGB'): the colour pixels, alpha dropped (not composited)."""
-    rgb = pil_rgb(real_image(cifar_test, "bird", 5))
+    rgb = pil_rgb(real_image(photos_test, "four", 5))
     alpha = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))
     path = tmp_path / "rgba.png"
     Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(path)
@@ -114,9 +114,9 @@ def test_rgba_image_drops_alpha(tmp_path: Path, cifar_test: Path) -> None:
     np.testing.assert_allclose(out, rgb / 255.0, atol=1e-6)
 
 
-def test_palette_image_equals_pillow_convert(tmp_path: Path, cifar_test: Path) -> None:
+def test_palette_image_equals_pillow_convert(tmp_path: Path, photos_test: Path) -> None:
     """A palette ('P') PNG loads as Pillow's convert('RGB') of it."""
-    with Image.open(real_image(cifar_test, "deer", 6)) as im:
+    with Image.open(real_image(photos_test, "five", 6)) as im:
         pal = im.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     path = tmp_path / "palette.png"
     pal.save(path)
@@ -133,9 +133,9 @@ def test_palette_image_equals_pillow_convert(tmp_path: Path, cifar_test: Path) -
 @pytest.mark.parametrize(
     ("resize", "pil_filter"), [("bilinear", Image.Resampling.BILINEAR), ("nearest", Image.Resampling.NEAREST)]
 )
-def test_resize_uses_recorded_filter(cifar_test: Path, resize: str, pil_filter: Image.Resampling) -> None:
+def test_resize_uses_recorded_filter(photos_test: Path, resize: str, pil_filter: Image.Resampling) -> None:
     """Resizing to another size uses the recorded Pillow filter, to (width, height) order."""
-    path = real_image(cifar_test, "automobile", 9)
+    path = real_image(photos_test, "eight", 9)
     spec = Preprocessing(height=24, width=40, channels=3, resize=resize)
     with Image.open(path) as im:
         ref = np.asarray(im.convert("RGB").resize((40, 24), resample=pil_filter), dtype=np.float64) / 255.0
@@ -144,9 +144,9 @@ def test_resize_uses_recorded_filter(cifar_test: Path, resize: str, pil_filter: 
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
-def test_resize_filters_differ(cifar_test: Path) -> None:
+def test_resize_filters_differ(photos_test: Path) -> None:
     """Different recorded filters give different pixels when upscaling (so the filter really matters)."""
-    path = real_image(cifar_test, "automobile", 9)
+    path = real_image(photos_test, "eight", 9)
     a = load_image(path, Preprocessing(48, 48, 3, resize="nearest"))
     b = load_image(path, Preprocessing(48, 48, 3, resize="bicubic"))
     assert not np.allclose(a, b)
@@ -161,9 +161,9 @@ def _exif_orientation(value: int) -> Image.Exif:
     return exif
 
 
-def test_exif_orientation_jpeg_is_applied(tmp_path: Path, cifar_test: Path) -> None:
+def test_exif_orientation_jpeg_is_applied(tmp_path: Path, photos_test: Path) -> None:
     """A 32x16 JPEG tagged orientation 6 loads upright as 16 wide x 32 high, rotated 90 degrees clockwise."""
-    with Image.open(real_image(cifar_test, "airplane", 8)) as im:
+    with Image.open(real_image(photos_test, "one", 8)) as im:
         wide = im.convert("RGB").crop((0, 0, 32, 16))  # width 32, height 16
     path = tmp_path / "sideways.jpg"
     wide.save(path, quality=100, exif=_exif_orientation(6))
@@ -177,9 +177,9 @@ def test_exif_orientation_jpeg_is_applied(tmp_path: Path, cifar_test: Path) -> N
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
-def test_exif_orientation_png_is_applied(tmp_path: Path, cifar_test: Path) -> None:
+def test_exif_orientation_png_is_applied(tmp_path: Path, photos_test: Path) -> None:
     """The same holds for a lossless PNG with an eXIf orientation, compared with the original pixels."""
-    with Image.open(real_image(cifar_test, "ship", 2)) as im:
+    with Image.open(real_image(photos_test, "zero", 2)) as im:
         wide = im.convert("RGB").crop((0, 8, 32, 24))
     path = tmp_path / "sideways.png"
     wide.save(path, exif=_exif_orientation(6))
@@ -188,9 +188,9 @@ def test_exif_orientation_png_is_applied(tmp_path: Path, cifar_test: Path) -> No
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
-def test_to_array_applies_orientation_to_opened_image(tmp_path: Path, cifar_test: Path) -> None:
+def test_to_array_applies_orientation_to_opened_image(tmp_path: Path, photos_test: Path) -> None:
     """to_array on an already opened image also honours the orientation tag (orientation 3: upside down)."""
-    with Image.open(real_image(cifar_test, "cat", 11)) as im:
+    with Image.open(real_image(photos_test, "three", 11)) as im:
         rgb = im.convert("RGB")
     path = tmp_path / "flipped.png"
     rgb.save(path, exif=_exif_orientation(3))
@@ -203,9 +203,9 @@ def test_to_array_applies_orientation_to_opened_image(tmp_path: Path, cifar_test
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png", "bmp", "gif", "webp"])
-def test_each_format_loads(tmp_path: Path, cifar_test: Path, fmt: str) -> None:
-    """JPEG, PNG, BMP, GIF and WebP files derived from a real image load as Pillow decodes them."""
-    with Image.open(real_image(cifar_test, "frog", 12)) as im:
+def test_each_format_loads(tmp_path: Path, photos_test: Path, fmt: str) -> None:
+    """JPEG, PNG, BMP, GIF and WebP files derived from a test photo load as Pillow decodes them."""
+    with Image.open(real_image(photos_test, "six", 12)) as im:
         rgb = im.convert("RGB")
     path = tmp_path / f"image.{fmt}"
     rgb.save(path, **({"lossless": True} if fmt == "webp" else {}))
@@ -217,9 +217,9 @@ def test_each_format_loads(tmp_path: Path, cifar_test: Path, fmt: str) -> None:
         np.testing.assert_allclose(out, np.asarray(rgb) / 255.0, atol=1e-6)
 
 
-def test_truncated_jpeg_raises(tmp_path: Path, cifar_test: Path) -> None:
+def test_truncated_jpeg_raises(tmp_path: Path, photos_test: Path) -> None:
     """A JPEG cut in half raises ImageReadError (decoding happens inside load_image)."""
-    data = real_image(cifar_test, "dog", 0).read_bytes()
+    data = real_image(photos_test, "two", 0).read_bytes()
     path = tmp_path / "truncated.jpg"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError):

@@ -10,7 +10,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -220,18 +220,32 @@ def test_errors_read_as_with_the_real_server(server: AdbServer, tmp_path: Path) 
     assert server.commands == []
 
 
+def wait_until(condition: Callable[[], bool], *, seconds: float = 30) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass (a generous bound, only against a hang); its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def test_exit_stops_a_running_command_and_all_threads(tmp_path: Path) -> None:
     before = threading.active_count()
-    with AdbServer([FakeDevice("solo", tmp_path / "solo")]) as server:
-        client = subprocess.Popen([str(ADB), "shell", "sleep 60"], env=server.env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not server.commands and time.monotonic() < deadline:
-            time.sleep(0.02)
+    server = AdbServer([FakeDevice("solo", tmp_path / "solo")]).__enter__()
+    client = subprocess.Popen([str(ADB), "shell", "sleep 60"], env=server.env, stdin=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: bool(server.commands)), "the device command never started"
         assert server.commands == [("solo", "sleep 60")]
-        started = time.monotonic()
-    assert time.monotonic() - started < 5
+    except BaseException:
+        client.kill()
+        server.__exit__(None, None, None)
+        raise
+    # Leaving the server stops the command: the exit is not still waiting for `sleep 60` (the bound is half of it).
+    leaving = threading.Thread(target=server.__exit__, args=(None, None, None), name="leaving", daemon=True)
+    leaving.start()
+    leaving.join(timeout=30)
+    assert not leaving.is_alive(), "leaving the server waits for the running device command instead of stopping it"
     # The connection went away before the exit packet: the 29.0.6 client then exits 0, even with shell_v2.
-    assert client.wait(timeout=10) == 0
+    assert client.wait(timeout=30) == 0
     assert threading.active_count() == before
     assert forked_adb_servers(server.port) == []
 
@@ -243,13 +257,11 @@ def test_a_client_that_goes_away_ends_its_command(server: AdbServer, tmp_path: P
         env=server.env,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() or not pid_file.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    client.kill()  # as a test timeout would
-    client.wait()
+    try:
+        assert wait_until(lambda: pid_file.exists() and bool(pid_file.read_text().strip())), "the command never ran"
+    finally:
+        client.kill()  # as a test timeout would
+        client.wait(timeout=30)
     device_shell = Path("/proc") / pid_file.read_text().strip()
-    while device_shell.exists():
-        assert time.monotonic() < deadline + 5, "the device command outlived its client"
-        time.sleep(0.02)
+    # The device shell runs `sleep 60`: gone well before that means the server ended it when its client went away.
+    assert wait_until(lambda: not device_shell.exists()), "the device command outlived its client"

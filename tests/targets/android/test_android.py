@@ -90,9 +90,9 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory, cifar_test: Path) -> Path:
-    """One real CIFAR-10 test image from each of 10 classes."""
-    return copy_subset(cifar_test, tmp_path_factory.mktemp("images"), per_class=1)
+def images(tmp_path_factory: pytest.TempPathFactory, photos_test: Path) -> Path:
+    """One test photo from each of 10 classes."""
+    return copy_subset(photos_test, tmp_path_factory.mktemp("images"), per_class=1)
 
 
 def android(binary: Path, *more: str) -> list[str]:
@@ -122,11 +122,11 @@ class ReferenceKernels(HostTarget):
 
 
 def test_run_equals_the_reference_kernels(
-    server: AdbServer, binary: Path, cifar_models: dict[str, Path], images: Path
+    server: AdbServer, binary: Path, models: dict[str, Path], images: Path
 ) -> None:
     from edgecnn.workflows.run import classify
 
-    model = cifar_models["int8"]
+    model = models["int8"]
     result = _json(run_cli("run", *android(binary), model, images, "--top-k", "10", "--json"))
     expected = classify(model, [images], k=10, target=ReferenceKernels()).to_dict()
     assert result["num_images"] == expected["num_images"] == 10
@@ -140,11 +140,11 @@ def test_run_equals_the_reference_kernels(
 
 
 def test_validate_equals_the_reference_kernels(
-    server: AdbServer, binary: Path, cifar_models: dict[str, Path], images: Path
+    server: AdbServer, binary: Path, models: dict[str, Path], images: Path
 ) -> None:
     from edgecnn.workflows.validate import validate_models
 
-    reference, candidate = cifar_models["float"], cifar_models["int8"]
+    reference, candidate = models["float"], models["int8"]
     result = _json(
         run_cli("validate", images, *android(binary), "-r", reference, "-c", candidate, "--max-drop", "100", "--json")
     )
@@ -156,8 +156,8 @@ def test_validate_equals_the_reference_kernels(
     assert result == expected
 
 
-def test_bench_passes_threads_and_delegate(server: AdbServer, binary: Path, cifar_models: dict[str, Path]) -> None:
-    model = cifar_models["int8"]
+def test_bench_passes_threads_and_delegate(server: AdbServer, binary: Path, models: dict[str, Path]) -> None:
+    model = models["int8"]
     args = [*android(binary, "--threads", "2", "--delegate", "gpu"), model, "--runs", "7", "--warmup", "2"]
     bench = _json(run_cli("bench", *args, "--json"))
     [command] = [c for _, c in server.commands if "--num_runs=" in c]
@@ -177,36 +177,34 @@ def test_bench_passes_threads_and_delegate(server: AdbServer, binary: Path, cifa
     assert machine["arch"] == "arm64-v8a" and machine["serial"] == SERIAL
 
 
-def test_bench_text_and_real_images(
-    server: AdbServer, binary: Path, cifar_models: dict[str, Path], images: Path
-) -> None:
-    result = run_cli("bench", *android(binary), cifar_models["int8"], "--runs", "3", "--images", images, "-q")
+def test_bench_text_and_real_images(server: AdbServer, binary: Path, models: dict[str, Path], images: Path) -> None:
+    result = run_cli("bench", *android(binary), models["int8"], "--runs", "3", "--images", images, "-q")
     assert result.exit_code == 0, result.stderr
     assert "inputs images:1" in result.stdout and "p90 n/a" in result.stdout
     assert "benchmark_model (xnnpack)" in result.stdout
-    batch = run_cli("bench", *android(binary), cifar_models["int8"], "--batch", "4")
+    batch = run_cli("bench", *android(binary), models["int8"], "--batch", "4")
     assert "use --batch 1" in _one_line_error(batch, 2)
 
 
-def test_latency_only_binary(server: AdbServer, tmp_path: Path, cifar_models: dict[str, Path], images: Path) -> None:
+def test_latency_only_binary(server: AdbServer, tmp_path: Path, models: dict[str, Path], images: Path) -> None:
     """A benchmark_model from before TensorFlow 2.10 has no output dump: bench works, run says why it cannot."""
     old = write_binary(tmp_path / "benchmark_model", EDGECNN_FAKE_BENCHMARK_BUILD="2.8")
-    line = _one_line_error(run_cli("run", *android(old), cifar_models["int8"], images))
+    line = _one_line_error(run_cli("run", *android(old), models["int8"], images))
     assert "no --output_filepath" in line and "latency only" in line and "edgecnn bench" in line
-    bench = _json(run_cli("bench", *android(old), cifar_models["int8"], "--runs", "4", "--json"))
+    bench = _json(run_cli("bench", *android(old), models["int8"], "--runs", "4", "--json"))
     assert bench["runs"] == 4 and bench["latency_ms"]["p50"] is None  # TF 2.8 prints no percentiles
     assert bench["latency_ms"]["min"] > 0
 
 
 def test_failures_are_caught_without_shell_v2(
-    server: AdbServer, tmp_path: Path, cifar_models: dict[str, Path], images: Path
+    server: AdbServer, tmp_path: Path, models: dict[str, Path], images: Path
 ) -> None:
     """An old phone's adb returns no exit codes: the marker still catches a failing benchmark_model."""
     server.devices[:] = [FakeDevice("old-1", tmp_path / "old", shell_v2=False, props=PIXEL)]
     no_gpu = write_binary(tmp_path / "benchmark_model", EDGECNN_FAKE_NO_GPU="1")
-    line = _one_line_error(run_cli("run", *android(no_gpu, "--delegate", "gpu"), cifar_models["int8"], images))
+    line = _one_line_error(run_cli("run", *android(no_gpu, "--delegate", "gpu"), models["int8"], images))
     assert "benchmark_model failed on old-1 (gpu) for image 1 of 10: Failed to apply GPU delegate." in line
-    bench = run_cli("bench", *android(no_gpu, "--delegate", "gpu"), cifar_models["int8"])
+    bench = run_cli("bench", *android(no_gpu, "--delegate", "gpu"), models["int8"])
     assert "Failed to apply GPU delegate." in _one_line_error(bench)
 
     adb = Adb(str(ADB), "old-1")
@@ -218,11 +216,11 @@ def test_failures_are_caught_without_shell_v2(
 
 
 def test_the_phone_keeps_nothing_after_a_failed_run(
-    server: AdbServer, phone: FakeDevice, tmp_path: Path, cifar_models: dict[str, Path], images: Path
+    server: AdbServer, phone: FakeDevice, tmp_path: Path, models: dict[str, Path], images: Path
 ) -> None:
     no_gpu = write_binary(tmp_path / "benchmark_model", EDGECNN_FAKE_NO_GPU="1")
     line = _one_line_error(run_cli("validate", images, *android(no_gpu, "--delegate", "gpu"), "-r",
-                                   cifar_models["float"], "-c", cifar_models["int8"]))  # fmt: skip
+                                   models["float"], "-c", models["int8"]))  # fmt: skip
     assert "Failed to apply GPU delegate." in line
     assert any(c.startswith("rm -rf /data/local/tmp/edgecnn/") for _, c in server.commands)
     # (the autouse fixture checks that /data/local/tmp is empty again)
@@ -242,7 +240,7 @@ def test_device_errors(
     server: AdbServer,
     binary: Path,
     tmp_path: Path,
-    cifar_models: dict[str, Path],
+    models: dict[str, Path],
     images: Path,
     devices: list[tuple[str, str]],
     serial: str | None,
@@ -250,56 +248,52 @@ def test_device_errors(
 ) -> None:
     server.devices[:] = [FakeDevice(name, tmp_path / name, state=state, props=PIXEL) for name, state in devices]
     options = ["--serial", serial] if serial else []
-    line = _one_line_error(run_cli("run", *android(binary, *options), cifar_models["int8"], images))
+    line = _one_line_error(run_cli("run", *android(binary, *options), models["int8"], images))
     assert expected in line
     if len(devices) > 1:
         assert "--serial" in line and "b-2" in line
 
 
 def test_serial_picks_one_of_several(
-    server: AdbServer, binary: Path, tmp_path: Path, cifar_models: dict[str, Path], images: Path
+    server: AdbServer, binary: Path, tmp_path: Path, models: dict[str, Path], images: Path
 ) -> None:
     other = FakeDevice("tablet-2", tmp_path / "tablet", props=PIXEL)
     server.devices.append(other)
-    result = _json(run_cli("run", *android(binary, "--serial", "tablet-2"), cifar_models["int8"], images, "--json"))
+    result = _json(run_cli("run", *android(binary, "--serial", "tablet-2"), models["int8"], images, "--json"))
     assert result["target"] == "android tablet-2"
     assert {serial for serial, _ in server.commands} == {"tablet-2"}
 
 
-def test_adb_missing(
-    binary: Path, cifar_models: dict[str, Path], images: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    line = _one_line_error(run_cli("run", *android(binary, "--adb", "/nonexistent"), cifar_models["int8"], images), 2)
+def test_adb_missing(binary: Path, models: dict[str, Path], images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _one_line_error(run_cli("run", *android(binary, "--adb", "/nonexistent"), models["int8"], images), 2)
     assert "--adb /nonexistent is not an executable file" in line  # a wrong option value: bad input
     monkeypatch.setenv("PATH", "")
-    line = _one_line_error(run_cli("bench", *android(binary), cifar_models["int8"]))
+    line = _one_line_error(run_cli("bench", *android(binary), models["int8"]))
     assert "adb was not found on PATH" in line and "--adb PATH" in line
 
 
-def test_benchmark_binary_missing(server: AdbServer, cifar_models: dict[str, Path], images: Path) -> None:
-    line = _one_line_error(run_cli("run", "--target", "android", cifar_models["int8"], images))
+def test_benchmark_binary_missing(server: AdbServer, models: dict[str, Path], images: Path) -> None:
+    line = _one_line_error(run_cli("run", "--target", "android", models["int8"], images))
     assert "--benchmark-binary" in line and "targets/android/README.md" in line
-    line = _one_line_error(run_cli("bench", *android(Path("/nonexistent/benchmark_model")), cifar_models["int8"]), 2)
+    line = _one_line_error(run_cli("bench", *android(Path("/nonexistent/benchmark_model")), models["int8"]), 2)
     assert "--benchmark-binary /nonexistent/benchmark_model does not exist" in line
 
 
-def test_a_binary_that_does_not_run_on_the_phone(
-    server: AdbServer, tmp_path: Path, cifar_models: dict[str, Path]
-) -> None:
+def test_a_binary_that_does_not_run_on_the_phone(server: AdbServer, tmp_path: Path, models: dict[str, Path]) -> None:
     wrong = tmp_path / "benchmark_model"
     wrong.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\x3e\x00" + bytes(44))  # an x86-64 ELF header
-    line = _one_line_error(run_cli("bench", *android(wrong), cifar_models["int8"]))
+    line = _one_line_error(run_cli("bench", *android(wrong), models["int8"]))
     assert "is built for x86_64 but pixel-7 runs arm64-v8a" in line
 
 
-def test_check_needs_no_phone(binary: Path, cifar_models: dict[str, Path]) -> None:
-    report = _json(run_cli("check", *android(binary, "--delegate", "gpu"), cifar_models["int8"], "--json"))
+def test_check_needs_no_phone(binary: Path, models: dict[str, Path]) -> None:
+    report = _json(run_cli("check", *android(binary, "--delegate", "gpu"), models["int8"], "--json"))
     codes = {f["code"]: f for f in report["findings"]}
     assert report["passed"] and report["target"] == "android"
     assert codes["delegate"]["message"].startswith("gpu: ")
     assert codes["gpu-float"]["severity"] == "warning"
     assert "not an ELF executable" in codes["benchmark-binary"]["message"]
-    plain = _json(run_cli("check", "--target", "android", cifar_models["int8"], "--json"))
+    plain = _json(run_cli("check", "--target", "android", models["int8"], "--json"))
     assert any(f["code"] == "benchmark-binary" and f["severity"] == "warning" for f in plain["findings"])
     listed = _json(run_cli("targets", "--json"))
     [entry] = [t for t in listed["targets"] if t["name"] == "android"]

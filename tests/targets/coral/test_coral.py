@@ -51,12 +51,12 @@ def edgetpu(libedgetpu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture(scope="module")
-def compiled_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
+def compiled_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     """The int8 model with its first operation replaced by an edgetpu-custom-op, as edgetpu_compiler leaves it."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    source = cifar_models["int8"]
+    source = models["int8"]
     model = schema.ModelT.InitFromPackedBuf(source.read_bytes(), 0)
     code = schema.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
@@ -74,20 +74,18 @@ def compiled_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[
 
 
 @pytest.fixture(scope="module")
-def photo(cifar_test: Path) -> Path:
-    """One real CIFAR-10 test image."""
-    return sorted((cifar_test / "cat").iterdir())[0]
+def photo(photos_test: Path) -> Path:
+    """One test photo."""
+    return sorted((photos_test / "three").iterdir())[0]
 
 
 def _scores(result: dict) -> np.ndarray:
     return np.array([[c["score"] for c in sorted(p["top"], key=lambda c: c["label"])] for p in result["predictions"]])
 
 
-def test_run_loads_the_delegate_and_matches_the_cpu(
-    edgetpu: Path, cifar_models: dict[str, Path], cifar_test: Path
-) -> None:
-    model = cifar_models["int8"]
-    photos = sorted((cifar_test / "cat").iterdir())[:5]
+def test_run_loads_the_delegate_and_matches_the_cpu(edgetpu: Path, models: dict[str, Path], photos_test: Path) -> None:
+    model = models["int8"]
+    photos = sorted((photos_test / "three").iterdir())[:5]
     result = run_cli("run", "--target", "coral", "--device", "usb:0", model, *photos, "--top-k", "10", "--json")
     assert result.exit_code == 0, result.stderr
     assert edgetpu.read_text() == "device=usb:0\n"  # the options reached the library's create function
@@ -105,24 +103,22 @@ def test_run_loads_the_delegate_and_matches_the_cpu(
     assert result.stderr.count("edgecnn: warning:") == 1 and "not compiled for the Edge TPU" in result.stderr
 
 
-def test_validate_and_bench_on_coral(
-    edgetpu: Path, cifar_models: dict[str, Path], cifar_test: Path, tmp_path: Path
-) -> None:
+def test_validate_and_bench_on_coral(edgetpu: Path, models: dict[str, Path], photos_test: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     from helpers import copy_subset
 
-    copy_subset(cifar_test, data, per_class=2)
-    result = run_cli("validate", data, "-r", cifar_models["int8"], "-c", cifar_models["int8"], "--target", "coral",
+    copy_subset(photos_test, data, per_class=2)
+    result = run_cli("validate", data, "-r", models["int8"], "-c", models["int8"], "--target", "coral",
                      "--max-drop", "0", "--json", "-q")  # fmt: skip
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["candidate_target"] == "coral"
     assert report["candidate_runtime"].endswith("+ " + str(os.environ["EDGECNN_EDGETPU_LIBRARY"]))
     assert report["agreement"] == 1.0
-    bench = run_cli("bench", "--target", "coral", cifar_models["int8"], "--runs", "5", "--warmup", "1", "--json", "-q")
+    bench = run_cli("bench", "--target", "coral", models["int8"], "--runs", "5", "--warmup", "1", "--json", "-q")
     timed = json.loads(bench.stdout)
     assert bench.exit_code == 0 and timed["target"] == "coral" and "libedgetpu.so.1" in timed["runtime"]
     assert timed["runs"] == 5 and timed["latency_ms"]["min"] > 0
-    batched = run_cli("bench", "--target", "coral", cifar_models["int8"], "--batch", "4")
+    batched = run_cli("bench", "--target", "coral", models["int8"], "--batch", "4")
     assert batched.exit_code == 2 and "one image at a time" in batched.stderr
 
 
@@ -142,7 +138,7 @@ def test_validate_and_bench_on_coral(
 )
 def test_each_failure_has_its_message(
     edgetpu: Path,
-    cifar_models: dict[str, Path],
+    models: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
     setting: dict,
     message: str,
@@ -150,7 +146,7 @@ def test_each_failure_has_its_message(
 ) -> None:
     for key, value in setting.items():
         monkeypatch.setenv(key, value)
-    for command in (["run", cifar_models["int8"], photo], ["bench", cifar_models["int8"], "--runs", "1"]):
+    for command in (["run", models["int8"], photo], ["bench", models["int8"], "--runs", "1"]):
         result = run_cli(command[0], "--target", "coral", "--device", "usb:1", *command[1:])
         assert result.exit_code == 3 and message in result.stderr, result.stderr  # the environment, not the model
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -170,14 +166,12 @@ def test_compiled_model_needs_the_delegate(edgetpu: Path, compiled_model: Path, 
     assert coral_check["details"]["preflight"]["compiled"] and coral_check["details"]["preflight"]["ops"][0]["on_tpu"]
 
 
-def test_default_library_name_through_the_loader_path(
-    libedgetpu: Path, cifar_models: dict[str, Path], photo: Path
-) -> None:
+def test_default_library_name_through_the_loader_path(libedgetpu: Path, models: dict[str, Path], photo: Path) -> None:
     """No override: the interpreter loads libedgetpu.so.1 by name, found on LD_LIBRARY_PATH as an install would be."""
     env = {k: v for k, v in os.environ.items() if k not in ("EDGECNN_EDGETPU_LIBRARY", "FAKE_EDGETPU_FAIL")}
     env["LD_LIBRARY_PATH"] = str(libedgetpu.parent)
     edgecnn = [sys.executable, "-m", "edgecnn"]
-    done = subprocess.run([*edgecnn, "run", "--target", "coral", str(cifar_models["int8"]), str(photo), "--json"],
+    done = subprocess.run([*edgecnn, "run", "--target", "coral", str(models["int8"]), str(photo), "--json"],
                           capture_output=True, text=True, env=env, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["predictions"][0]["top"]
@@ -190,12 +184,12 @@ def test_default_library_name_through_the_loader_path(
     assert not coral["usable"] and "libedgetpu1-std" in coral["fix"]
 
 
-def test_bad_device_and_options(cifar_models: dict[str, Path]) -> None:
-    bad = run_cli("bench", "--target", "coral", "--device", "tpu0", cifar_models["int8"])
+def test_bad_device_and_options(models: dict[str, Path]) -> None:
+    bad = run_cli("bench", "--target", "coral", "--device", "tpu0", models["int8"])
     assert bad.exit_code == 2 and "--device 'tpu0' is not an Edge TPU" in bad.stderr
-    wrong = run_cli("bench", "--target", "host", "--device", "usb:0", cifar_models["int8"])
+    wrong = run_cli("bench", "--target", "host", "--device", "usb:0", models["int8"])
     assert wrong.exit_code == 2 and "--device applies to --target coral, not --target host" in wrong.stderr
-    share = run_cli("check", "--target", "coral", "--min-tpu-share", "90", cifar_models["int8"])
+    share = run_cli("check", "--target", "coral", "--min-tpu-share", "90", models["int8"])
     assert share.exit_code == 2 and "between 0 and 1" in share.stderr
 
 
@@ -211,16 +205,17 @@ def compiler_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return compiler
 
 
-def _convert_for_coral(cifar_models: dict[str, Path], cifar_train: Path, out: Path, *extra: str) -> object:
-    return run_cli("convert", cifar_models["keras"], "--out", out, "--calibration", cifar_train,
+def _convert_for_coral(models: dict[str, Path], photos_train: Path, out: Path, *extra: str) -> object:
+    return run_cli("convert", models["keras"], "--out", out, "--calibration", photos_train,
                    "--calibration-size", "20", "--target", "coral", "-q", *extra)  # fmt: skip
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_convert_for_coral_compiles_when_the_compiler_is_there(
-    compiler_on_path: Path, cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path
+    compiler_on_path: Path, models: dict[str, Path], photos_train: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "model_int8.tflite"
-    result = _convert_for_coral(cifar_models, cifar_train, out, "--io", "uint8", "--json")
+    result = _convert_for_coral(models, photos_train, out, "--io", "uint8", "--json")
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     compiled = tmp_path / "model_int8_edgetpu.tflite"
@@ -238,12 +233,13 @@ def test_convert_for_coral_compiles_when_the_compiler_is_there(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgetpu-")]  # no work folder left behind
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_convert_for_coral_without_the_compiler(
-    cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    models: dict[str, Path], photos_train: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # where edgetpu_compiler would be, and is not
     out = tmp_path / "model_int8.tflite"
-    result = _convert_for_coral(cifar_models, cifar_train, out)
+    result = _convert_for_coral(models, photos_train, out)
     assert result.exit_code == 0, result.stderr
     assert out.is_file() and not (tmp_path / "model_int8_edgetpu.tflite").exists()
     assert "edgetpu_compiler is not on PATH, so model_int8.tflite was not compiled" in result.stderr
@@ -251,8 +247,9 @@ def test_convert_for_coral_without_the_compiler(
     assert re.search(r"tpu-share: (\d+)/\1 operations \(100%\)", result.stdout), result.stdout
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_convert_for_coral_refusals(
-    compiler_on_path: Path, cifar_models: dict[str, Path], cifar_train: Path, tmp_path: Path,
+    compiler_on_path: Path, models: dict[str, Path], photos_train: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     out = tmp_path / "model.tflite"
@@ -260,10 +257,10 @@ def test_convert_for_coral_refusals(
         (("--quantize", "dynamic"), "--target coral runs only --quantize int8 models, not dynamic"),
         (("--io", "float32"), "--target coral needs --io int8 or uint8, not float32"),
     ):
-        result = _convert_for_coral(cifar_models, cifar_train, out, *extra)
+        result = _convert_for_coral(models, photos_train, out, *extra)
         assert result.exit_code == 2 and message in result.stderr and not out.exists()
     monkeypatch.setenv("FAKE_EDGETPU_COMPILER", "not-quantized")
-    refused = _convert_for_coral(cifar_models, cifar_train, out)
+    refused = _convert_for_coral(models, photos_train, out)
     assert refused.exit_code == 2 and "edgetpu_compiler 16.0.384591198 failed: " in refused.stderr
     assert "Model not quantized" in refused.stderr and "edgecnn check --target coral" in refused.stderr
     assert out.is_file() and not (tmp_path / "model_edgetpu.tflite").exists()

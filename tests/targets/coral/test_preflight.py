@@ -1,6 +1,6 @@
 """The Edge TPU pre-flight (``edgecnn check --target coral``) on models built here with supported and unsupported
 operations: a float op left in, a dynamic shape, an op Coral's table lacks, an op version the compiler refuses,
-a batch above 1. Each model is a tiny Keras graph on 32x32 RGB input, quantized on real CIFAR-10 images."""
+a batch above 1. Each model is a tiny Keras graph on 32x32 RGB input, quantized on the test photos."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from edgecnn.targets.coral.preflight import preflight
 
 
 @pytest.fixture(scope="module")
-def calibration(cifar_train: Path) -> np.ndarray:
-    """20 real CIFAR-10 images, 32x32 RGB in [0, 1]."""
-    samples = scan_images(cifar_train).samples
+def calibration(photos_train: Path) -> np.ndarray:
+    """20 training photos, 32x32 RGB in [0, 1]."""
+    samples = scan_images(photos_train).samples
     chosen = [Sample(s.path, s.label) for s in samples[:: max(1, len(samples) // 20)][:20]]
     return load_images(chosen, Preprocessing(height=32, width=32, channels=3)).images
 
@@ -73,9 +73,10 @@ def _head(keras: Any, x: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, calibration: np.ndarray, cifar_models: dict[str, Path]) -> dict:
+def graphs(tmp_path_factory: pytest.TempPathFactory, calibration: np.ndarray, models: dict[str, Path]) -> dict:
+    """Five tiny graphs converted here, each with what the pre-flight must catch."""
     folder = tmp_path_factory.mktemp("edgetpu")
-    template = cifar_models["int8"]
+    template = models["int8"]
 
     def conv(keras: Any, x: Any, filters: int, name: str, **options: Any) -> Any:
         return keras.layers.Conv2D(filters, 3, padding="same", name=name, **options)(x)
@@ -112,8 +113,8 @@ def _findings(report: dict, code: str) -> list[dict]:
     return [f for f in report["findings"] if f["code"] == code]
 
 
-def test_the_project_cnn_maps_entirely(cifar_models: dict[str, Path]) -> None:
-    code, report = _check(cifar_models["int8"], "--min-tpu-share", "1")
+def test_the_project_cnn_maps_entirely(models: dict[str, Path]) -> None:
+    code, report = _check(models["int8"], "--min-tpu-share", "1")
     assert code == 0 and report["passed"] and report["warnings"] == 0
     result = report["details"]["preflight"]
     assert result["tpu_operations"] == result["operations"] and result["ops_share"] == 1.0
@@ -121,8 +122,9 @@ def test_the_project_cnn_maps_entirely(cifar_models: dict[str, Path]) -> None:
     assert [op["op"] for op in result["ops"]][:1] == ["CONV_2D"] and all(op["on_tpu"] for op in result["ops"])
 
 
-def test_an_op_the_table_lacks_cuts_the_graph(models: dict[str, Path]) -> None:
-    code, report = _check(models["leaky"])
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_an_op_the_table_lacks_cuts_the_graph(graphs: dict[str, Path]) -> None:
+    code, report = _check(graphs["leaky"])
     result = report["details"]["preflight"]
     ops = [op["op"] for op in result["ops"]]
     assert ops == ["CONV_2D", "LEAKY_RELU", "CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]
@@ -139,21 +141,23 @@ def test_an_op_the_table_lacks_cuts_the_graph(models: dict[str, Path]) -> None:
     assert result["macs_share"] == round(conv1 / (conv1 + conv2 + dense), 4)
     assert result["ops_share"] == round(1 / 6, 4)
     assert code == 0 and "#1 LEAKY_RELU" in _findings(report, "cut")[0]["message"]
-    gated, gated_report = _check(models["leaky"], "--min-tpu-share", "0.5")
+    gated, gated_report = _check(graphs["leaky"], "--min-tpu-share", "0.5")
     assert gated == 1 and "below --min-tpu-share 0.5" in _findings(gated_report, "min-tpu-share")[0]["message"]
-    text = run_cli("check", "--target", "coral", models["leaky"], "--min-tpu-share", "0.5")
+    text = run_cli("check", "--target", "coral", graphs["leaky"], "--min-tpu-share", "0.5")
     assert text.exit_code == 1 and "CANNOT run on coral" in text.stdout and "#1 LEAKY_RELU" in text.stdout
 
 
-def test_an_op_version_the_compiler_refuses(models: dict[str, Path]) -> None:
-    _, report = _check(models["grouped"])
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_an_op_version_the_compiler_refuses(graphs: dict[str, Path]) -> None:
+    _, report = _check(graphs["grouped"])
     grouped = report["details"]["preflight"]["ops"][1]
     assert grouped["op"] == "CONV_2D" and grouped["version"] == 6 and not grouped["supported"]
     assert "version 6 is newer than edgetpu_compiler 16.0.384591198 takes (up to version 5)" in grouped["reason"]
 
 
-def test_float_io_leaves_the_edges_on_the_cpu(models: dict[str, Path]) -> None:
-    code, report = _check(models["float_io"])
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_float_io_leaves_the_edges_on_the_cpu(graphs: dict[str, Path]) -> None:
+    code, report = _check(graphs["float_io"])
     ops = report["details"]["preflight"]["ops"]
     assert ops[0]["op"] == "QUANTIZE" and not ops[0]["on_tpu"] and "float32" in ops[0]["reason"]
     assert ops[-1]["op"] == "DEQUANTIZE" and not ops[-1]["supported"]
@@ -166,28 +170,31 @@ def test_float_io_leaves_the_edges_on_the_cpu(models: dict[str, Path]) -> None:
     assert code == 0 and "#0 QUANTIZE" in _findings(report, "cpu-ops")[0]["message"]
 
 
-def test_a_dynamic_shape_keeps_the_model_off_the_tpu(models: dict[str, Path]) -> None:
-    _, report = _check(models["dynamic"])
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_a_dynamic_shape_keeps_the_model_off_the_tpu(graphs: dict[str, Path]) -> None:
+    _, report = _check(graphs["dynamic"])
     result = report["details"]["preflight"]
     assert any("dynamic shape [-1, 32, 32" in op["reason"] for op in result["ops"])
     assert result["ops_share"] < 1.0
 
 
-def test_a_float_model_has_nothing_on_the_tpu(cifar_models: dict[str, Path]) -> None:
-    code, report = _check(cifar_models["float"])
+def test_a_float_model_has_nothing_on_the_tpu(models: dict[str, Path]) -> None:
+    code, report = _check(models["float"])
     assert code == 1 and report["details"]["preflight"]["tpu_operations"] == 0
     assert "no operation would run on the Edge TPU" in _findings(report, "no-tpu-ops")[0]["message"]
     assert "float32 unquantized" in _findings(report, "no-tpu-ops")[0]["message"]
 
 
-def test_a_batch_above_one_is_more_than_three_dimensions(models: dict[str, Path]) -> None:
-    _, report = _check(models["batch2"])
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_a_batch_above_one_is_more_than_three_dimensions(graphs: dict[str, Path]) -> None:
+    _, report = _check(graphs["batch2"])
     first = report["details"]["preflight"]["ops"][0]
     assert not first["supported"] and "[2, 32, 32, 3] has more than 3 dimensions larger than 1" in first["reason"]
 
 
-def test_preflight_needs_no_sidecar(models: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.slow  # converts graphs of its own (the graphs fixture)
+def test_preflight_needs_no_sidecar(graphs: dict[str, Path], tmp_path: Path) -> None:
     bare = tmp_path / "bare.tflite"
-    bare.write_bytes(models["leaky"].read_bytes())
+    bare.write_bytes(graphs["leaky"].read_bytes())
     assert preflight(bare).cut.name == "LEAKY_RELU"
     assert preflight(bare.read_bytes()).tpu_ops == 1

@@ -73,12 +73,15 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "model_int8.tflite"
 
 
-@pytest.fixture(scope="module", params=["cifar_int8", "digits_int8"])
+@pytest.fixture(
+    scope="module",
+    params=["photos_int8", pytest.param("digits_int8", marks=pytest.mark.slow)],  # the digits model is trained here
+)
 def exported(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]
 ) -> tuple[Path, MicroExport]:
     """Each model exported once with ``--name model`` (the name targets/micro/main.cc assumes)."""
-    model = cifar_models["int8"] if request.param == "cifar_int8" else request.getfixturevalue("digits_model")
+    model = models["int8"] if request.param == "photos_int8" else request.getfixturevalue("digits_model")
     out = tmp_path_factory.mktemp("export") / "model"
     return model, export_micro(model, out, name="model")
 
@@ -175,12 +178,12 @@ def test_settings_compile_standalone_with_the_models_values(
 
 
 @pytest.fixture(scope="module")
-def odd_labels_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
-    """The CIFAR int8 model with labels that need escaping in C: quotes, backslashes, ??, controls, non-ASCII."""
+def odd_labels_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
+    """The session's int8 model with labels that need escaping in C: quotes, backslashes, ??, controls, non-ASCII."""
     labels = ['say "hi"', "back\\slash", "??=trigraph", "tab\there", "café", "猫", "new\nline", "*/ end", "", "a\\"]
     folder = tmp_path_factory.mktemp("odd")
-    info = replace(read_tflite_info(cifar_models["int8"]), labels=labels)
-    write_tflite(folder / "odd labels.tflite", cifar_models["int8"].read_bytes(), info)
+    info = replace(read_tflite_info(models["int8"]), labels=labels)
+    write_tflite(folder / "odd labels.tflite", models["int8"].read_bytes(), info)
     return folder / "odd labels.tflite"
 
 
@@ -221,10 +224,10 @@ def test_default_name_is_a_c_identifier() -> None:
     assert default_name("8bit.tflite") == "m8bit"
 
 
-def test_same_model_gives_byte_identical_files(cifar_models: dict[str, Path], tmp_path: Path) -> None:
-    first = export_micro(cifar_models["int8"], tmp_path / "a")
-    second = export_micro(cifar_models["int8"], tmp_path / "b")
-    again = export_micro(cifar_models["int8"], tmp_path / "a")  # over its own earlier output
+def test_same_model_gives_byte_identical_files(models: dict[str, Path], tmp_path: Path) -> None:
+    first = export_micro(models["int8"], tmp_path / "a")
+    second = export_micro(models["int8"], tmp_path / "b")
+    again = export_micro(models["int8"], tmp_path / "a")  # over its own earlier output
     assert first.name == "int8" and [p.name for p in first.files] == [p.name for p in second.files]
     for a, b, c in zip(first.files, second.files, again.files):
         assert a.read_bytes() == b.read_bytes() == c.read_bytes()
@@ -237,58 +240,59 @@ def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
     return message
 
 
-def test_bad_name_missing_model_and_bad_out(cifar_models: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_name_missing_model_and_bad_out(models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(UsageError) as exc:
-        export_micro(cifar_models["int8"], tmp_path / "out", name="my-model")
+        export_micro(models["int8"], tmp_path / "out", name="my-model")
     assert "not a C identifier" in _one_line(exc) and "my_model" in str(exc.value)
     with pytest.raises(UsageError):
-        export_micro(cifar_models["int8"], tmp_path / "out", name="1model")
+        export_micro(models["int8"], tmp_path / "out", name="1model")
     with pytest.raises(ModelFormatError) as exc:
         export_micro(tmp_path / "nothing.tflite", tmp_path / "out")
     assert "does not exist" in _one_line(exc)
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError):
-        export_micro(cifar_models["int8"], tmp_path / "file")
+        export_micro(models["int8"], tmp_path / "file")
     with pytest.raises(UsageError) as exc:
-        export_micro(cifar_models["int8"], tmp_path / "file" / "out")
+        export_micro(models["int8"], tmp_path / "file" / "out")
     assert "is a file" in _one_line(exc)
     with pytest.raises(UsageError) as exc:  # never over the model itself
-        export_micro(cifar_models["int8"], cifar_models["int8"])
+        export_micro(models["int8"], models["int8"])
     assert "is a file" in _one_line(exc)
     with pytest.raises(UsageError) as exc:  # nor over its sidecar
-        export_micro(cifar_models["int8"], cifar_models["int8"].with_suffix(".json"))
+        export_micro(models["int8"], models["int8"].with_suffix(".json"))
     assert "is a file" in _one_line(exc)
     assert not (tmp_path / "out").exists()
     # A missing folder, however deep, is created (as every command does).
-    result = export_micro(cifar_models["int8"], tmp_path / "no" / "such" / "out", name="m")
+    result = export_micro(models["int8"], tmp_path / "no" / "such" / "out", name="m")
     assert all(path.is_file() for path in result.files)
 
 
-def test_unknown_device_is_a_usage_error(cifar_models: dict[str, Path], tmp_path: Path) -> None:
+def test_unknown_device_is_a_usage_error(models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(UsageError) as exc:
-        export_micro(cifar_models["int8"], tmp_path / "out", board="no-such-board")
+        export_micro(models["int8"], tmp_path / "out", board="no-such-board")
     assert "no-such-board" in _one_line(exc)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
-def float16_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
+def float16_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     from edgecnn.build.convert import convert
 
     out = tmp_path_factory.mktemp("f16") / "f16.tflite"
-    convert(cifar_models["keras"], out, quantize="float16")
+    convert(models["keras"], out, quantize="float16")
     return out
 
 
 @pytest.fixture(scope="module")
-def dynamic_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
+def dynamic_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     from edgecnn.build.convert import convert
 
     out = tmp_path_factory.mktemp("dynamic") / "dynamic.tflite"
-    convert(cifar_models["keras"], out, quantize="dynamic")
+    convert(models["keras"], out, quantize="dynamic")
     return out
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_float16_model_is_refused(float16_model: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError) as exc:
         export_micro(float16_model, tmp_path / "out")
@@ -296,6 +300,7 @@ def test_float16_model_is_refused(float16_model: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_float16_tensors_are_refused_whatever_the_sidecar_says(float16_model: Path, tmp_path: Path) -> None:
     info = replace(read_tflite_info(float16_model), quantization="none")
     write_tflite(tmp_path / "relabelled.tflite", float16_model.read_bytes(), info)
@@ -303,6 +308,7 @@ def test_float16_tensors_are_refused_whatever_the_sidecar_says(float16_model: Pa
         export_micro(tmp_path / "relabelled.tflite", tmp_path / "out")
 
 
+@pytest.mark.slow  # converts the session's model again
 def test_dynamic_range_model_is_refused(dynamic_model: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError) as exc:
         export_micro(dynamic_model, tmp_path / "out")
@@ -313,8 +319,8 @@ def test_dynamic_range_model_is_refused(dynamic_model: Path, tmp_path: Path) -> 
         export_micro(tmp_path / "relabelled.tflite", tmp_path / "out")
 
 
-def test_float_model_exports_with_float_io(gcc: str, cifar_models: dict[str, Path], tmp_path: Path) -> None:
-    result = export_micro(cifar_models["int8_float_io"], tmp_path / "out", name="fio")
+def test_float_model_exports_with_float_io(gcc: str, models: dict[str, Path], tmp_path: Path) -> None:
+    result = export_micro(models["int8_float_io"], tmp_path / "out", name="fio")
     probe = tmp_path / "probe.cc"
     probe.write_text(
         '#include <type_traits>\n#include "fio_model_settings.h"\n'
@@ -325,18 +331,18 @@ def test_float_model_exports_with_float_io(gcc: str, cifar_models: dict[str, Pat
     assert "QUANTIZE" in result.ops and "DEQUANTIZE" in result.ops
 
 
-def test_cli_writes_the_files_and_prints_json(cifar_models: dict[str, Path], tmp_path: Path) -> None:
-    result = run_cli("export", "micro", cifar_models["int8"], "--out", tmp_path / "out", "--name", "m", "--json")
+def test_cli_writes_the_files_and_prints_json(models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_cli("export", "micro", models["int8"], "--out", tmp_path / "out", "--name", "m", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["name"] == "m" and len(data["files"]) == 4 and data["budget"] is None
     assert all(Path(f).is_file() for f in data["files"])
-    bad = run_cli("export", "micro", cifar_models["int8"], "--out", tmp_path / "out", "--name", "a b")
+    bad = run_cli("export", "micro", models["int8"], "--out", tmp_path / "out", "--name", "a b")
     assert bad.exit_code == 2 and "not a C identifier" in bad.stderr
 
 
-def test_device_budget_is_recorded(cifar_models: dict[str, Path], tmp_path: Path) -> None:
-    result = export_micro(cifar_models["int8"], tmp_path / "out", name="m", board="nano33ble")
+def test_device_budget_is_recorded(models: dict[str, Path], tmp_path: Path) -> None:
+    result = export_micro(models["int8"], tmp_path / "out", name="m", board="nano33ble")
     budget = result.budget
     assert budget is not None and budget["fits"] and budget["flash_fits"] and budget["ram_fits"]
     assert budget["model_bytes"] == result.model_bytes and budget["arena_bytes"] == result.arena.arena_bytes
@@ -346,29 +352,30 @@ def test_device_budget_is_recorded(cifar_models: dict[str, Path], tmp_path: Path
 
 
 def test_a_model_that_does_not_fit_is_written_and_fails_the_cli(
-    cifar_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgecnn.targets.micro import export as micro_export
     from edgecnn.targets.micro.boards import DeviceProfile
 
     tiny = DeviceProfile(name="tiny", title="a 2 KB board", ram_bytes=2048, flash_bytes=4096, notes="", source="")
     monkeypatch.setattr(micro_export, "get_profile", lambda name: tiny)
-    result = export_micro(cifar_models["int8"], tmp_path / "out", name="m", board="tiny")
+    result = export_micro(models["int8"], tmp_path / "out", name="m", board="tiny")
     assert result.budget is not None and not result.budget["fits"]
     assert not result.budget["flash_fits"] and not result.budget["ram_fits"]
     assert all(p.is_file() for p in result.files)
     settings = (tmp_path / "out" / "m_model_settings.h").read_text()
     assert "DOES NOT FIT" in settings and "(too large)" in settings
-    cli = run_cli("export", "micro", cifar_models["int8"], "--out", tmp_path / "cli", "--board", "tiny")
+    cli = run_cli("export", "micro", models["int8"], "--out", tmp_path / "cli", "--board", "tiny")
     assert cli.exit_code == 1 and "does not fit" in cli.stderr and (tmp_path / "cli" / "int8_model_data.cc").is_file()
 
 
 @pytest.fixture(scope="module")
-def custom_op_model(tmp_path_factory: pytest.TempPathFactory, cifar_models: dict[str, Path]) -> Path:
+def custom_op_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     """A graph with Erfinv, which has no builtin kernel: converted as a custom op that TFLM lacks."""
-    return custom_op_bundle(tmp_path_factory.mktemp("custom") / "custom.tflite", template=cifar_models["float"])
+    return custom_op_bundle(tmp_path_factory.mktemp("custom") / "custom.tflite", template=models["float"])
 
 
+@pytest.mark.slow  # converts a graph of its own
 def test_operations_tflm_lacks_are_refused(custom_op_model: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError) as exc:
         export_micro(custom_op_model, tmp_path / "out")

@@ -1,11 +1,12 @@
 """edgecnn's runtime code on a Raspberry Pi (aarch64 Python under qemu) and with tflite-runtime on x86.
 
-Each other environment runs the same small script over the same real CIFAR-10 images: edgecnn's own
+Each other environment runs the same small script over the same test photos: edgecnn's own
 ``load_images`` and ``TFLiteRunner`` with the reference kernels. Its int8 scores must be bit-identical to
 ai-edge-litert's reference kernels run here on x86; float scores agree to float rounding. The environments are
 built by ``bash tools/setup_test_env.sh`` (see tools/test_envs.py); without them these tests skip (fail under CI).
 
-All emulated and venv processes start together, once per module: an emulated process takes several seconds.
+Each environment's process runs once per module; the two emulated ones (several seconds each) start together, when the
+first test that needs one runs, so that ``pytest -m "not slow"`` (which leaves out the emulated Pi) starts none.
 """
 
 from __future__ import annotations
@@ -79,17 +80,26 @@ ENVIRONMENTS = {
 
 @dataclass
 class Job:
-    """One script run in another environment: started at once, waited for by the test that needs it."""
+    """One script run in another environment: started on demand, waited for by the test that needs it."""
 
     command: list[str]
     out: Path
+    env: dict[str, str] | None = None
     process: subprocess.Popen[str] | None = None
     problem: str = ""
+
+    def start(self) -> None:
+        """Start the script, unless it runs already or its environment is missing."""
+        if self.process is None and not self.problem:
+            self.process = subprocess.Popen(
+                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+            )
 
     def results(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The script's report and arrays; skips (fails under CI) when the environment is missing."""
         if self.problem:
             envs.missing(self.problem)
+        self.start()
         assert self.process is not None
         try:
             _, stderr = self.process.communicate(timeout=300)
@@ -120,24 +130,24 @@ def _command(where: str, runtime: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def subset(cifar_test: Path) -> list[Path]:
-    """30 real CIFAR-10 test images, 3 per class."""
-    return [s.path for s in scan_folder(cifar_test, limit_per_class=PER_CLASS).samples]
+def subset(photos_test: Path) -> list[Path]:
+    """30 test photos, 3 per class."""
+    return [s.path for s in scan_folder(photos_test, limit_per_class=PER_CLASS).samples]
 
 
 @pytest.fixture(scope="module")
 def jobs(
-    cifar_models: dict[str, Path], subset: list[Path], tmp_path_factory: pytest.TempPathFactory
+    models: dict[str, Path], subset: list[Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Job]]:
-    """Start the script in every environment at once (each emulated process takes seconds)."""
+    """The script's run in every environment, each prepared by the first test that needs it (see ``Job.start``)."""
     folder = tmp_path_factory.mktemp("targets")
     script = folder / "score.py"
     script.write_text(SCRIPT)
-    started: dict[str, Job] = {}
+    prepared: dict[str, Job] = {}
     for key, (where, runtime) in ENVIRONMENTS.items():
         out = folder / key
         out.mkdir()
-        runs = [(name, str(cifar_models[model]), reference) for name, model, reference in RUNS]
+        runs = [(name, str(models[model]), reference) for name, model, reference in RUNS]
         job_file = out / "job.json"
         job_file.write_text(
             json.dumps({"out": str(out), "images": [str(p) for p in subset], "runs": runs, "runtime": runtime})
@@ -145,35 +155,34 @@ def jobs(
         try:
             command = [*_command(where, runtime), str(script), str(job_file)]
         except LookupError as exc:
-            started[key] = Job([], out, problem=str(exc))
+            prepared[key] = Job([], out, problem=str(exc))
             continue
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGECNN_RUNTIME")}
         if where != "arm64":
             env["PYTHONNOUSERSITE"] = "1"
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        started[key] = Job(command, out, process)
-    yield started
-    for job in started.values():
+        prepared[key] = Job(command, out, env)
+    yield prepared
+    for job in prepared.values():
         if job.process is not None and job.process.poll() is None:
             job.process.kill()
             job.process.wait()
 
 
 @pytest.fixture(scope="module")
-def reference(cifar_models: dict[str, Path], subset: list[Path]) -> dict[str, np.ndarray]:
+def reference(models: dict[str, Path], subset: list[Path]) -> dict[str, np.ndarray]:
     """The same runs here on x86 with ai-edge-litert; ``images`` holds the preprocessed images; ``tflm <run>`` the
     int8 runs in TensorFlow Lite Micro's interpreter (its reference kernels)."""
     from edgecnn.targets.micro.target import MicroRunner
 
-    spec = read_tflite_info(cifar_models["int8"]).preprocessing
+    spec = read_tflite_info(models["int8"]).preprocessing
     images = load_images([Sample(p, -1) for p in subset], spec, strict=True).images
     scores = {"images": images}
     for name, model, reference_kernels in RUNS:
-        runner = TFLiteRunner(cifar_models[model], reference_kernels=reference_kernels, runtime="ai-edge-litert")
+        runner = TFLiteRunner(models[model], reference_kernels=reference_kernels, runtime="ai-edge-litert")
         scores[name] = runner.predict(images)
         runner.close()
     for name in EXACT:
-        micro = MicroRunner(cifar_models[dict((r[0], r[1]) for r in RUNS)[name]])
+        micro = MicroRunner(models[dict((r[0], r[1]) for r in RUNS)[name]])
         scores[f"tflm {name}"] = micro.predict(images)
         micro.close()
     return scores
@@ -209,11 +218,14 @@ def assert_same_scores(
     np.testing.assert_allclose(theirs["float"], ours["float"], rtol=1e-5, atol=1e-6, err_msg=f"{where}: float")
 
 
+@pytest.mark.slow  # emulated aarch64 processes
 @pytest.mark.parametrize("flavour", ["litert", "tflite-runtime"])
 def test_raspberry_pi_scores_equal_x86(
-    flavour: str, jobs: dict[str, Job], reference: dict[str, np.ndarray], cifar_models: dict[str, Path]
+    flavour: str, jobs: dict[str, Job], reference: dict[str, np.ndarray], models: dict[str, Path]
 ) -> None:
     """On an emulated Raspberry Pi 4 (Cortex-A72), edgecnn with either runtime computes x86's int8 scores exactly."""
+    for key in ("arm64-litert", "arm64-tflite-runtime"):
+        jobs[key].start()  # both emulated runs at once: the second flavour's is ready when its test comes
     runtime = "ai-edge-litert" if flavour == "litert" else flavour
     report, scores = jobs[f"arm64-{flavour}"].results()
     assert report["machine"] == "aarch64"
@@ -224,7 +236,7 @@ def test_raspberry_pi_scores_equal_x86(
     assert_same_scores(scores, reference, f"arm64 {flavour}", against="" if flavour == "litert" else "tflm ")
 
     # The optimized kernels (XNNPACK on the Pi): reported, not required to be exact.
-    steps = lsb(scores["int8_default"], reference["int8"], cifar_models["int8"])
+    steps = lsb(scores["int8_default"], reference["int8"], models["int8"])
     agreement = float(np.mean(scores["int8_default"].argmax(1) == reference["int8"].argmax(1)))
     exact = "bit-identical" if np.array_equal(scores["float"], reference["float"]) else "within 1e-5"
     print(
@@ -268,29 +280,29 @@ def _top1(result: dict[str, Any]) -> list[str]:
 
 
 def test_cli_runs_with_tflite_runtime(
-    jobs: dict[str, Job], reference: dict[str, np.ndarray], cifar_models: dict[str, Path], subset: list[Path]
+    jobs: dict[str, Job], reference: dict[str, np.ndarray], models: dict[str, Path], subset: list[Path]
 ) -> None:
     """``edgecnn run`` in a tflite-runtime-only venv: exit 0, says tflite-runtime, same answers as ai-edge-litert."""
     venv = envs.venv("x86_venv_tflite_runtime")
     _, scores = jobs["x86-tflite-runtime"].results()
     images = subset[::3]
-    result = _cli_run(venv, cifar_models["int8"], images, "tflite-runtime")
+    result = _cli_run(venv, models["int8"], images, "tflite-runtime")
     assert result["runtime"] == "tflite-runtime"
     assert [Path(p["path"]) for p in result["predictions"]] == images
-    labels = read_tflite_info(cifar_models["int8"]).labels
+    labels = read_tflite_info(models["int8"]).labels
     picked = [subset.index(p) for p in images]
     # The CLI's scores are the library's: the same runtime and kernels in the same venv.
     for prediction, row in zip(result["predictions"], scores["int8_default"][picked]):
         assert_top_scores(prediction, row, labels)
     # ai-edge-litert's optimized kernels may differ by an output step, so only a near-tie may change the top-1.
     litert = reference["int8_default"][picked]
-    step = read_tflite_info(cifar_models["int8"]).output.scale
+    step = read_tflite_info(models["int8"]).output.scale
     for label, row in zip(_top1(result), litert):
         assert row[labels.index(label)] >= row.max() - 2 * step, f"top-1 {label} is not ai-edge-litert's"
 
 
 def test_runtime_only_venv_runs_without_tensorflow(
-    reference: dict[str, np.ndarray], cifar_models: dict[str, Path], subset: list[Path]
+    reference: dict[str, np.ndarray], models: dict[str, Path], subset: list[Path]
 ) -> None:
     """edgecnn's core dependencies alone (what a device gets) run ``edgecnn run``; TensorFlow is not there."""
     venv = envs.venv("x86_venv_runtime")
@@ -298,21 +310,21 @@ def test_runtime_only_venv_runs_without_tensorflow(
     check = "import importlib.util, edgecnn.cli.main; print(importlib.util.find_spec('tensorflow') is None)"
     assert envs.run([python, "-s", "-c", check]).strip() == "True"
     images = subset[::3]
-    result = _cli_run(venv, cifar_models["int8"], images, "ai-edge-litert")
+    result = _cli_run(venv, models["int8"], images, "ai-edge-litert")
     assert result["runtime"] == "ai-edge-litert"
-    labels = read_tflite_info(cifar_models["int8"]).labels
+    labels = read_tflite_info(models["int8"]).labels
     expected = reference["int8_default"][[subset.index(p) for p in images]]
     assert _top1(result) == [labels[i] for i in np.argmax(expected, axis=1)]
     for prediction, row in zip(result["predictions"], expected):
         assert_top_scores(prediction, row, labels)
 
 
-def test_runtime_only_install_serves_every_device_command(cifar_models: dict[str, Path], subset: list[Path]) -> None:
+def test_runtime_only_install_serves_every_device_command(models: dict[str, Path], subset: list[Path]) -> None:
     """targets, check (rpi, and coral's pre-flight), bench and validate (with a .tflite reference) in the runtime-only
     venv, TensorFlow absent."""
     venv = envs.venv("x86_venv_runtime")
     folder = subset[0].parents[1]  # the labelled test folder; a limit keeps it to the subset's 3 per class
-    model, reference = str(cifar_models["int8"]), str(cifar_models["float"])
+    model, reference = str(models["int8"]), str(models["float"])
     commands = {
         "targets": ["targets", "--json"],
         "check": ["check", "--target", "rpi", model, "--json"],

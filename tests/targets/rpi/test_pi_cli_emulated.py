@@ -37,13 +37,16 @@ print(json.dumps(results))
 """
 
 
+pytestmark = pytest.mark.slow  # emulated aarch64 processes
+
+
 @pytest.mark.parametrize(("flavour", "runtime"), [("litert", "ai-edge-litert"), ("tflite-runtime", "tflite-runtime")])
 def test_cli_on_an_emulated_pi(
-    flavour: str, runtime: str, cifar_models: dict[str, Path], cifar_test: Path, tmp_path: Path
+    flavour: str, runtime: str, models: dict[str, Path], photos_test: Path, tmp_path: Path
 ) -> None:
     python = envs.arm64_python(flavour)  # skips (fails under CI) when the emulated Pi is not built
-    model = str(cifar_models["int8"])
-    images = [s.path for s in scan_folder(cifar_test, limit_per_class=1).samples]
+    model = str(models["int8"])
+    images = [s.path for s in scan_folder(photos_test, limit_per_class=1).samples]
     commands = [
         ("targets", ["targets", "--json"]),
         ("check", ["check", "--target", "rpi", model, "--json"]),

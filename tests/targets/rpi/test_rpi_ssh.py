@@ -7,6 +7,10 @@ TensorFlow (built by tools/test_envs.py). Results through SSH must equal local r
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +38,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory, cifar_test: Path) -> Path:
-    """3 real CIFAR-10 test images from each of 10 classes."""
-    return copy_subset(cifar_test, tmp_path_factory.mktemp("images"), per_class=3)
+def images(tmp_path_factory: pytest.TempPathFactory, photos_test: Path) -> Path:
+    """3 test photos from each of 10 classes."""
+    return copy_subset(photos_test, tmp_path_factory.mktemp("images"), per_class=3)
 
 
 def _remote_args(sshd: SshServer, remote_edgecnn: str, **options: Path) -> list[str]:
@@ -53,9 +57,9 @@ def _agent_folders(sshd: SshServer) -> list[str]:
 
 
 def test_run_over_ssh_equals_the_local_run(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], images: Path
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path
 ) -> None:
-    model = cifar_models["int8"]
+    model = models["int8"]
     local = _json(run_cli("run", "--target", "rpi", model, images, "--top-k", "10", "--json"))
     remote = _json(run_cli("run", *_remote_args(sshd, remote_edgecnn), model, images, "--top-k", "10", "--json"))
     assert remote["runtime"] == f"ai-edge-litert on {sshd.host.rsplit(':', 1)[0]}"
@@ -66,9 +70,9 @@ def test_run_over_ssh_equals_the_local_run(
 
 
 def test_validate_over_ssh_equals_the_local_validation(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], images: Path, tmp_path: Path
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path, tmp_path: Path
 ) -> None:
-    common = ["-r", cifar_models["float"], "-c", cifar_models["int8"], "--max-drop", "100", "--json"]
+    common = ["-r", models["float"], "-c", models["int8"], "--max-drop", "100", "--json"]
     local = _json(run_cli("validate", images, "--target", "rpi", *common))
     remote = _json(run_cli("validate", images, *_remote_args(sshd, remote_edgecnn), *common))
     for key in ("num_images", "reference_accuracy", "candidate_accuracy", "agreement", "candidate_confusion"):
@@ -77,10 +81,8 @@ def test_validate_over_ssh_equals_the_local_validation(
     assert _agent_folders(sshd) == []
 
 
-def test_bench_and_check_over_ssh(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], images: Path
-) -> None:
-    model = cifar_models["int8"]
+def test_bench_and_check_over_ssh(sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path) -> None:
+    model = models["int8"]
     args = _remote_args(sshd, remote_edgecnn)
     bench = _json(run_cli("bench", *args, model, "--runs", "7", "--warmup", "2", "--batch", "4", "--json"))
     assert (bench["runs"], bench["warmup"], bench["batch"], bench["threads"]) == (7, 2, 4, 4)
@@ -98,14 +100,14 @@ def test_bench_and_check_over_ssh(
     assert _agent_folders(sshd) == []
 
 
-def test_unreachable_host(cifar_models: dict[str, Path], images: Path, tmp_path: Path) -> None:
+def test_unreachable_host(models: dict[str, Path], images: Path, tmp_path: Path) -> None:
     from targets.rpi.sshd import free_port
 
     out = tmp_path / "report.json"
     result = run_cli(
         "validate", images, "--target", "rpi", "--host", f"pi@127.0.0.1:{free_port()}",
         "--ssh-option", "UserKnownHostsFile=/dev/null", "--ssh-option", "StrictHostKeyChecking=no",
-        "-r", cifar_models["float"], "-c", cifar_models["int8"], "--json-out", out,
+        "-r", models["float"], "-c", models["int8"], "--json-out", out,
     )  # fmt: skip
     assert result.exit_code == 3
     assert result.stderr.startswith("edgecnn: error: cannot reach pi@127.0.0.1 over SSH (")
@@ -115,49 +117,49 @@ def test_unreachable_host(cifar_models: dict[str, Path], images: Path, tmp_path:
 
 
 def test_authentication_failure(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], images: Path, tmp_path: Path
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path, tmp_path: Path
 ) -> None:
     stranger = keygen(tmp_path / "stranger")  # a key the server does not know
-    result = run_cli("run", *_remote_args(sshd, remote_edgecnn, key=stranger), cifar_models["int8"], images)
+    result = run_cli("run", *_remote_args(sshd, remote_edgecnn, key=stranger), models["int8"], images)
     assert result.exit_code == 3
     assert "SSH authentication to" in result.stderr and "ssh-copy-id" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unknown_host_key(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], images: Path, tmp_path: Path
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path, tmp_path: Path
 ) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    result = run_cli("bench", *_remote_args(sshd, remote_edgecnn, known_hosts=empty), cifar_models["int8"])
+    result = run_cli("bench", *_remote_args(sshd, remote_edgecnn, known_hosts=empty), models["int8"])
     assert result.exit_code == 3 and "host key of" in result.stderr and "known_hosts" in result.stderr
 
 
-def test_edgecnn_missing_on_the_pi(sshd: SshServer, cifar_models: dict[str, Path], images: Path) -> None:
+def test_edgecnn_missing_on_the_pi(sshd: SshServer, models: dict[str, Path], images: Path) -> None:
     result = run_cli(
         "run", "--target", "rpi", *sshd.cli_args(), "--remote-edgecnn", "/opt/nowhere/bin/edgecnn",
-        cifar_models["int8"], images,
+        models["int8"], images,
     )  # fmt: skip
     assert result.exit_code == 3
     assert "edgecnn is not installed on" in result.stderr
     assert "pip install edgecnn==" in result.stderr and "--remote-edgecnn" in result.stderr
     # With the default command name: sshd's PATH has no edgecnn either.
-    plain = run_cli("check", "--target", "rpi", *sshd.cli_args(), cifar_models["int8"])
+    plain = run_cli("check", "--target", "rpi", *sshd.cli_args(), models["int8"])
     assert plain.exit_code == 3 and "edgecnn is not installed on" in plain.stderr
 
 
 def test_a_dropped_connection_leaves_nothing_on_the_pi(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path]
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path]
 ) -> None:
     """The ssh client dies mid-session (a laptop closed, a cable pulled): the agent still cleans up."""
     from edgecnn.targets.rpi.ssh import SshHost
     from edgecnn.targets.rpi.target import RemoteRunner
 
     host = SshHost.parse(sshd.host, options=sshd.ssh_options(), edgecnn=remote_edgecnn)
-    runner = RemoteRunner(host, cifar_models["int8"], threads=1)
+    runner = RemoteRunner(host, models["int8"], threads=1)
     assert len(_agent_folders(sshd)) == 1  # the bundle is on the "Pi" while the session lasts
     runner._session._process.kill()  # the connection drops without a goodbye
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20  # only against a hang: the assertion is on the folders
     while _agent_folders(sshd) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _agent_folders(sshd) == []
@@ -165,13 +167,25 @@ def test_a_dropped_connection_leaves_nothing_on_the_pi(
 
 
 def test_a_chatty_login_is_reported_not_hung(
-    sshd: SshServer, remote_edgecnn: str, cifar_models: dict[str, Path], tmp_path: Path
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    """A device whose shell prints before edgecnn starts: one clear line, at once."""
+    """A device whose shell prints before edgecnn starts: one clear line, not a client left waiting for a reply.
+
+    The real CLI runs as a process of its own; if it hangs, the timeout kills it (and its ssh) and fails the test.
+    """
     chatty = tmp_path / "chatty-edgecnn"
     chatty.write_text(f"#!/bin/sh\necho 'Welcome to the Pi!'\nexec {remote_edgecnn} \"$@\"\n")
     chatty.chmod(0o755)
-    started = time.monotonic()
-    result = run_cli("check", *_remote_args(sshd, str(chatty)), cifar_models["int8"])
-    assert result.exit_code == 3 and "unexpected output from" in result.stderr and "Welcome" in result.stderr
-    assert time.monotonic() - started < 30
+    args = [str(a) for a in (*_remote_args(sshd, str(chatty)), models["int8"])]
+    command = [sys.executable, "-m", "edgecnn", "check", *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the CLI and the ssh it started
+        process.communicate()
+        pytest.fail("edgecnn check hung on a login that prints before edgecnn starts", pytrace=False)
+    assert process.returncode == 3, stderr
+    assert "unexpected output from" in stderr and "Welcome" in stderr and len(stderr.strip().splitlines()) == 1
