@@ -24,6 +24,7 @@ from edgecnn.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EdgecnnError,
     EdgecnnWarning,
 )
@@ -63,7 +64,7 @@ class EdgecnnGroup(click.Group):
                 warnings.simplefilter("always", EdgecnnWarning)
                 warnings.showwarning = _show_warning
                 result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            return result if isinstance(result, int) else 0
+            return result if isinstance(result, int) else EXIT_OK
         except (click.exceptions.Abort, KeyboardInterrupt):
             # Ctrl-C: no "Aborted!", no traceback; files are written atomically, so nothing half-written remains.
             return EXIT_INTERRUPTED

@@ -200,9 +200,3 @@ def embed_keras_info(archive_path: str | os.PathLike[str], info: ModelInfo) -> N
     """Add the metadata to a ``.keras`` archive written by Keras (Keras ignores unknown entries)."""
     with zipfile.ZipFile(archive_path, "a") as archive:
         archive.writestr(KERAS_ENTRY, dumps_json(info.to_dict()))
-
-
-def read_info(model_path: str | os.PathLike[str]) -> ModelInfo:
-    """Metadata of a ``.tflite`` (from its sidecar) or ``.keras`` (embedded) model."""
-    model = check_model_file(model_path, suffixes=(".tflite", ".keras"))
-    return read_keras_info(model) if model.suffix.lower() == ".keras" else read_tflite_info(model)

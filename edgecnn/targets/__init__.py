@@ -73,11 +73,6 @@ class TargetList:
         return {"targets": [s.to_dict() for s in self.statuses]}
 
 
-def target_names() -> list[str]:
-    """Every target name, in the order ``edgecnn targets`` lists them."""
-    return list(TARGETS)
-
-
 def target_package(name: str) -> ModuleType:
     """The package of the target ``name`` (its summary, options and availability; cheap to import).
 

@@ -19,7 +19,6 @@ from edgecnn.runtime.bundle import (
     ModelInfo,
     check_model_file,
     embed_keras_info,
-    read_info,
     read_keras_info,
     read_tflite_info,
     sidecar_path,
@@ -74,7 +73,6 @@ def test_write_then_read_round_trip(written: tuple[Path, ModelInfo]) -> None:
     back = read_tflite_info(model)
     assert back == info
     assert back.extra == {"source_sha256": "ab" * 32, "tools": {"edgecnn": "0.1.0"}}
-    assert read_info(model) == info
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.json", "model.tflite"]  # no temp files
 
 
@@ -203,7 +201,7 @@ def test_check_model_file_wrong_suffix(tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError, match=r"\.tflite or \.keras"):
         check_model_file(onnx, suffixes=(".tflite", ".keras"))
     with pytest.raises(ModelFormatError):
-        read_info(onnx)
+        read_tflite_info(onnx)
 
 
 def test_check_model_file_directory_and_ok(tmp_path: Path) -> None:
@@ -235,7 +233,6 @@ def test_embed_and_read_keras_info(tmp_path: Path) -> None:
     info = make_info(quantization="keras")
     embed_keras_info(model, info)
     assert read_keras_info(model) == info
-    assert read_info(model) == info
     with zipfile.ZipFile(model) as archive:
         assert set(archive.namelist()) == {"metadata.json", "config.json", "model.weights.h5", KERAS_ENTRY}
         assert json.loads(archive.read("config.json")) == {"class_name": "Sequential"}

@@ -10,13 +10,13 @@ import pytest
 from edgecnn.errors import UnknownTargetError, UsageError
 from edgecnn.runtime.bench import BenchResult, latency_stats, random_images
 from edgecnn.runtime.preprocess import Preprocessing
-from edgecnn.targets import list_targets, make_target, target_names
+from edgecnn.targets import TARGETS, list_targets, make_target
 from edgecnn.targets.rpi.ssh import SshHost, diagnose
 from edgecnn.targets.rpi.wire import WireError, array_bytes, bytes_array, read_message, write_message
 
 
 def test_registry_lists_host_and_rpi_with_availability() -> None:
-    assert target_names()[:2] == ["host", "rpi"]
+    assert list(TARGETS)[:2] == ["host", "rpi"]
     statuses = {s.name: s for s in list_targets()}
     assert statuses["host"].usable and "ai-edge-litert" in statuses["host"].detail
     assert statuses["rpi"].summary and statuses["rpi"].detail

@@ -277,10 +277,6 @@ class Adb:
         """Copy a device file or folder here (``adb pull``); a folder lands inside an existing ``destination``."""
         self.checked(["pull", source, str(destination)], timeout=timeout, what="adb pull")
 
-    def getprops(self) -> dict[str, str]:
-        """Every system property (``getprop``), e.g. ``ro.product.model``."""
-        return parse_getprop(self.shell(["getprop"]).stdout)
-
 
 _PROP_RE = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
 

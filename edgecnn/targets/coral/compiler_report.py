@@ -171,11 +171,6 @@ class CompilerReport:
         """True when the model compiled and every operation runs on the Edge TPU."""
         return self.success and self.ops_on_cpu == 0 and bool(self.ops_on_tpu)
 
-    @property
-    def cpu_operators(self) -> tuple[OperatorRow, ...]:
-        """The table rows that stay on the CPU."""
-        return tuple(row for row in self.operators if not row.on_tpu)
-
     def failure_message(self) -> str | None:
         """One line saying why the compile failed (None when it succeeded)."""
         if self.success:

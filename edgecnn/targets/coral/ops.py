@@ -30,43 +30,30 @@ from typing import Any
 # The last Edge TPU compiler; Google stopped releasing it in 2021.
 LAST_COMPILER_VERSION = "16.0.384591198"
 
-# A model compiled by 16.0 with default options needs Edge TPU runtime 14 ("Package requires runtime version (14),
-# which is newer than this runtime version (13)", https://github.com/jsk-ros-pkg/coral_usb_ros/pull/78);
-# ``edgetpu_compiler -m 13`` targets an older runtime, losing the ops whose ``min_runtime`` is higher.
-DEFAULT_RUNTIME_OF_LAST_COMPILER = 14
-
-# The general model requirements, in the page's words (Axis mirror; the 2019 copy says the same).
-MODEL_REQUIREMENTS: tuple[str, ...] = (
-    "Tensor parameters are quantized (8-bit fixed-point numbers; int8 or uint8).",
-    "Tensor sizes are constant at compile-time (no dynamic sizes).",
-    "Model parameters (such as bias tensors) are constant at compile-time.",
-    "Tensors are either 1-, 2-, or 3-dimensional. If a tensor has more than 3 dimensions, then only the 3 "
-    "innermost dimensions may have a size greater than 1.",
-    "The model uses only the operations supported by the Edge TPU.",
-)
-
-# How the compiler splits a model it cannot map entirely (models-intro "Compiling"; Axis "Optimization tips";
-# google-coral maintainer in https://github.com/google-coral/edgetpu/issues/461):
-# by default it maps operations until the first unsupported one and everything after it runs on the CPU, even
-# supported operations, which the operator table reports as "More than one subgraph is not supported".
-# ``-a`` / ``--enable_multiple_subgraphs`` (an experimental flag without detailed documentation, per the
-# maintainers in https://github.com/google-coral/edgetpu/issues/356) maps later supported runs as further
-# Edge TPU subgraphs;
-# ``-n`` / ``--num_segments N`` cuts the model into N separately compiled segments for pipelining over N Edge
-# TPUs (one output model per segment): it does not make unsupported operations run on the TPU.
-PARTITIONING_NOTE = (
-    "The compiler maps operations up to the first one the Edge TPU cannot run; that operation and everything "
-    "after it run on the CPU (reported as 'More than one subgraph is not supported') unless compiled with -a."
-)
-
-# Input/output types. The compiler takes int8 and uint8 model inputs/outputs (TF2 full-integer quantization
-# writes int8; uint8 I/O adds int<->int QUANTIZE ops, which map: "QUANTIZE 5 Mapped to Edge TPU" in
-# https://github.com/WongKinYiu/yolov7/pull/1672). A float32-I/O model still compiles, but its float->int8
-# QUANTIZE and int8->float DEQUANTIZE stay on the CPU ("Operation is otherwise supported, but not mapped due to
-# some unspecified limitation" / "Operation is working on an unsupported data type",
-# https://github.com/system-software-lab/nrf20/blob/master/convert/quantize/README.md), costing CPU time and,
-# for the input QUANTIZE, splitting the graph. Any float op inside the graph gives "Model not quantized".
-INTEGER_IO_TYPES: tuple[str, ...] = ("int8", "uint8")
+# What the table's rows rest on, from Coral's pages (kept as notes: the checks below implement them):
+# - A model compiled by 16.0 with default options needs Edge TPU runtime 14 ("Package requires runtime version (14),
+#   which is newer than this runtime version (13)", https://github.com/jsk-ros-pkg/coral_usb_ros/pull/78);
+#   ``edgetpu_compiler -m 13`` targets an older runtime, losing the ops whose ``min_runtime`` is higher.
+# - The general model requirements (Axis mirror; the 2019 copy says the same): tensor parameters are quantized
+#   (8-bit fixed-point numbers; int8 or uint8); tensor sizes are constant at compile-time (no dynamic sizes); model
+#   parameters (such as bias tensors) are constant at compile-time; tensors are either 1-, 2-, or 3-dimensional (if a
+#   tensor has more than 3 dimensions, only the 3 innermost may have a size greater than 1); the model uses only the
+#   operations supported by the Edge TPU.
+# - How the compiler splits a model it cannot map entirely (models-intro "Compiling"; Axis "Optimization tips";
+#   google-coral maintainer in https://github.com/google-coral/edgetpu/issues/461): by default it maps operations
+#   until the first unsupported one and everything after it runs on the CPU, even supported operations, which the
+#   operator table reports as "More than one subgraph is not supported". ``-a`` / ``--enable_multiple_subgraphs``
+#   (an experimental flag without detailed documentation, per the maintainers in
+#   https://github.com/google-coral/edgetpu/issues/356) maps later supported runs as further Edge TPU subgraphs;
+#   ``-n`` / ``--num_segments N`` cuts the model into N separately compiled segments for pipelining over N Edge TPUs
+#   (one output model per segment): it does not make unsupported operations run on the TPU.
+# - Input/output types. The compiler takes int8 and uint8 model inputs/outputs (TF2 full-integer quantization
+#   writes int8; uint8 I/O adds int<->int QUANTIZE ops, which map: "QUANTIZE 5 Mapped to Edge TPU" in
+#   https://github.com/WongKinYiu/yolov7/pull/1672). A float32-I/O model still compiles, but its float->int8
+#   QUANTIZE and int8->float DEQUANTIZE stay on the CPU ("Operation is otherwise supported, but not mapped due to
+#   some unspecified limitation" / "Operation is working on an unsupported data type",
+#   https://github.com/system-software-lab/nrf20/blob/master/convert/quantize/README.md), costing CPU time and, for
+#   the input QUANTIZE, splitting the graph. Any float op inside the graph gives "Model not quantized".
 
 # Machine-checkable constraint keys used in :data:`SUPPORTED_OPS`, and what each means.
 CONSTRAINTS: dict[str, str] = {
@@ -104,6 +91,12 @@ class EdgeTpuOp:
     min_runtime: int | None
     limitation: str = ""
     constraints: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A typo in the table would silently skip a check: every key must be one the pre-flight knows.
+        unknown = [key for key in self.constraints if key not in CONSTRAINTS]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown constraint keys {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -261,24 +254,16 @@ OP_VERSION_REJECTIONS: tuple[OpVersionRejection, ...] = (
     OpVersionRejection("2.0", "RESIZE_BILINEAR", 3, "https://github.com/google-coral/edgetpu/issues/45"),
 )
 
-# Highest operator version compiler 16.0 is not known to refuse, one below a reported rejection. Versions up to
+# Highest operator version compiler 16.0 is not known to refuse: one below its reported rejection. Versions up to
 # this are not promised to work; a higher one is known to be refused. Only ops with a public report are here.
-# What each rejected version means (tensorflow/lite/tools/versioning/op_version.cc):
+# What each rejected version means (tensorflow/lite/tools/versioning/op_version.cc): CONV_2D v6 = grouped
+# convolution (Keras Conv2D(groups>1)); TRANSPOSE_CONV v4 = a fused activation; QUANTIZE v3 = per-channel; EXP v2 =
+# int8/int16 EXP.
 MAX_OP_VERSIONS: dict[str, int] = {
-    # v6 = grouped convolution (Keras Conv2D(groups>1)); https://github.com/google-coral/edgetpu/issues/631
-    "CONV_2D": 5,
-    # v4 = fused activation on TRANSPOSE_CONV; https://github.com/google-coral/edgetpu/issues/845
-    "TRANSPOSE_CONV": 3,
-    # v3 = per-channel QUANTIZE; https://github.com/google-coral/edgetpu/issues/879
-    "QUANTIZE": 2,
-    # v2 = int8/int16 EXP; https://github.com/google-coral/libedgetpu/issues/71
-    "EXP": 1,
+    r.operator: r.version - 1
+    for r in OP_VERSION_REJECTIONS
+    if r.compiler == LAST_COMPILER_VERSION.split(".", 2)[0] + ".0"
 }
-
-
-def is_supported(op: str) -> bool:
-    """True when ``op`` (a TFLite builtin name) is in Coral's supported-operations table."""
-    return op in SUPPORTED_OPS
 
 
 def version_too_new(op: str, version: int) -> bool:

@@ -160,7 +160,8 @@ def _verdict_reason(op: OperatorRecord) -> str:
         return f"custom operation {op.name}: the Edge TPU runs only builtin operations from its table"
     rule = edgetpu_ops.SUPPORTED_OPS.get(op.name)
     if rule is None:
-        return f"{op.name} is not among the Edge TPU's supported operations"
+        known = edgetpu_ops.NOT_SUPPORTED.get(op.name)
+        return f"{op.name} is not among the Edge TPU's supported operations" + (f" ({known})" if known else "")
     if edgetpu_ops.version_too_new(op.name, op.version):
         newest = edgetpu_ops.MAX_OP_VERSIONS[op.name]
         return (

@@ -17,8 +17,8 @@ which a firmware's plain ``MicroAllocator`` has in a slightly smaller form. Chec
 exactly the total runs the model, and 16 bytes less fails.
 
 Too small an arena can crash TFLM instead of failing (it dereferences an allocation that failed), so this module
-loads a model in this process only with an arena known to be large enough, and asks a child process what TFLM
-says about a smaller one.
+loads a model in this process only with an arena known to be large enough: a generous one first, then the measured
+size plus the margin.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +36,6 @@ from edgecnn.errors import (
     ModelFormatError,
     ModelLoadError,
     TargetUnavailableError,
-    UsageError,
 )
 from edgecnn.runtime.files import captured_native_stderr
 
@@ -228,48 +224,10 @@ def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
     return ArenaMeasurement.from_used(_used_bytes(interpreter))
 
 
-_CHILD = """
-import sys
-import tflite_micro
-content = open(sys.argv[1], "rb").read()
-try:
-    tflite_micro.runtime.Interpreter.from_bytes(content, arena_size=int(sys.argv[2]))
-except (RuntimeError, ValueError):
-    print("failed")
-else:
-    print("loaded")
-"""
-
-
-def _probe_in_child(content: bytes, arena_size: int) -> tuple[bool, str]:
-    """Load the model with ``arena_size`` in a child process: (loaded, TFLM's reason when not).
-
-    A too-small arena can make TFLM dereference a failed allocation and kill its process; in a child that costs
-    only the child.
-    """
-    with tempfile.TemporaryDirectory(prefix="edgecnn-micro-") as folder:
-        path = Path(folder) / "model.tflite"
-        path.write_bytes(content)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(path), str(arena_size)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            )
-        except subprocess.CalledProcessError as exc:
-            lines = (exc.stderr or "").splitlines()
-            status = f"signal {-exc.returncode}" if exc.returncode < 0 else f"exit status {exc.returncode}"
-            crash = f"TFLM crashed ({status})"
-            return False, f"{crash} after: {tflm_reason(lines)}" if lines else crash
-    return done.stdout.strip() == "loaded", tflm_reason(done.stderr.splitlines())
-
-
 def load_measured(model: bytes | str | os.PathLike[str]) -> tuple[Any, ArenaMeasurement]:
     """Measure the model's arena, then load it with the size a firmware gets (``arena_bytes``, margin included).
 
-    One measurement and one load where :func:`measure_arena` and :func:`micro_interpreter` would take two of each.
+    One measurement and one load with the firmware's arena, where a separate measurement would load it twice.
 
     Raises:
         ModelFormatError: TFLM cannot load the model.
@@ -283,39 +241,3 @@ def load_measured(model: bytes | str | os.PathLike[str]) -> tuple[Any, ArenaMeas
     if interpreter is None:
         raise _refusal(name, reason or "unknown")
     return interpreter, measurement
-
-
-def micro_interpreter(model: bytes | str | os.PathLike[str], *, arena_size: int) -> Any:
-    """A ``tflite_micro.runtime.Interpreter`` loaded with an arena of ``arena_size`` bytes, as a firmware would be.
-
-    Args:
-        model: the flatbuffer's bytes, or a ``.tflite`` file.
-        arena_size: the arena in bytes.
-
-    Raises:
-        TargetUnavailableError: the arena is too small; the message carries TFLM's reason ("Failed to resize
-            buffer. Requested: X, available Y...") and the size it needs.
-        ModelFormatError: TFLM cannot load the model at any arena size.
-        UsageError: a size that is not positive.
-        MissingDependencyError: tflite-micro is not installed.
-    """
-    if arena_size < 1:
-        raise UsageError(f"the arena size must be a positive number of bytes, not {arena_size}")
-    content, name = _content(model)
-    generous, generous_size = _loaded_generously(content, name)
-    need = _used_bytes(generous)
-    if arena_size == generous_size:
-        return generous
-    del generous
-    if arena_size < need:
-        loaded, reason = _probe_in_child(content, arena_size)
-        if not loaded:
-            advice = ArenaMeasurement.from_used(need).arena_bytes
-            raise TargetUnavailableError(
-                f"an arena of {arena_size:,} bytes is too small for {name} (TFLM: {reason}): it needs "
-                f"{need:,} bytes as TFLM measures it; give the firmware {advice:,}"
-            )
-    interpreter, reason = _load(content, arena_size)
-    if interpreter is None:
-        raise _refusal(name, reason or "unknown")
-    return interpreter

@@ -7,18 +7,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import copy_subset, float_bundle, run_cli
 
-from edgecnn.errors import ModelFormatError, TargetUnavailableError, UsageError
+from edgecnn.errors import ModelFormatError, UsageError
 from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.data import load_images, scan_images
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.targets import make_target
-from edgecnn.targets.micro.arena import ARENA_MARGIN_MIN_BYTES, measure_arena, micro_interpreter
+from edgecnn.targets.micro.arena import ARENA_MARGIN_MIN_BYTES, measure_arena
 from edgecnn.targets.micro.boards import PROFILES, get_profile, parse_budget_size
 from edgecnn.targets.micro.ops import MICRO_OPS, missing_ops, resolver_methods
 from edgecnn.targets.micro.target import MicroTarget
@@ -168,14 +171,20 @@ def test_validate_run_and_bench_on_micro(models: dict[str, Path], photos_test: P
     assert batched.exit_code == 2 and "one image at a time" in batched.stderr
 
 
-def test_the_measured_arena_runs_the_model_and_half_of_it_does_not(models: dict[str, Path], images: np.ndarray) -> None:
+def test_the_measured_arena_runs_the_model_and_half_of_it_does_not(
+    models: dict[str, Path], images: np.ndarray, tmp_path: Path
+) -> None:
+    """The measurement is what TFLM needs: TFLM's own interpreter runs the model in exactly that many bytes (with the
+    same output as edgecnn's runner, margin included), and refuses half of it with its own message."""
+    import tflite_micro
+
     model = models["int8"]
     measured = measure_arena(model)
     assert measured.arena_bytes % 16 == 0 and measured.arena_bytes - measured.used_bytes == measured.margin_bytes
     assert measured.margin_bytes >= max(ARENA_MARGIN_MIN_BYTES, measured.used_bytes // 10)
     assert measure_arena(model.read_bytes()) == measured
 
-    exact = micro_interpreter(model, arena_size=measured.used_bytes)
+    exact = tflite_micro.runtime.Interpreter.from_bytes(model.read_bytes(), arena_size=measured.used_bytes)
     info = read_tflite_info(model)
     from edgecnn.runtime.quant import quantize
 
@@ -186,10 +195,21 @@ def test_the_measured_arena_runs_the_model_and_half_of_it_does_not(models: dict[
     runner.invoke()
     np.testing.assert_array_equal(exact.get_output(0), runner.output())
 
-    with pytest.raises(
-        TargetUnavailableError, match=r"too small .*Failed to resize buffer\. Requested: \d+, available"
-    ):
-        micro_interpreter(model, arena_size=measured.used_bytes // 2)
+    # Too small an arena can crash TFLM rather than fail: ask a child process.
+    child = (
+        "import sys, tflite_micro\n"
+        "content = open(sys.argv[1], 'rb').read()\n"
+        "try:\n"
+        "    tflite_micro.runtime.Interpreter.from_bytes(content, arena_size=int(sys.argv[2]))\n"
+        "except (RuntimeError, ValueError):\n"
+        "    print('refused')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(model), str(measured.used_bytes // 2)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "refused" in done.stdout or done.returncode != 0
+    assert re.search(r"Failed to resize buffer\. Requested: \d+, available", done.stderr), done.stderr[-2000:]
 
 
 def test_budget_verdicts(models: dict[str, Path]) -> None:
