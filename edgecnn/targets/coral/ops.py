@@ -18,7 +18,7 @@ Sources:
   https://github.com/jiri-kula/EfficientDet/blob/069975ed0b5fd09d680c4482960faee46702086a/model_edgetpu.log
 * Op-version rejections: the google-coral issues cited next to each entry of :data:`OP_VERSION_REJECTIONS`.
 
-Op names are the TFLite builtin names the interpreter reports (``_get_ops_details()[i]["op_name"]``), which are
+Op names are the TFLite builtin operator names (as :mod:`edgecnn.model.flatbuffer` reads them), which are
 also the names in the compiler's operator table.
 """
 
