@@ -20,7 +20,7 @@ from edgecnn.evidence.stages import StageReport, stage_report
 from edgecnn.evidence.validate import ValidationReport, check_comparable, check_gates, compare
 from edgecnn.runtime.bundle import bundle_files
 from edgecnn.runtime.data import LoadedImages, load_labelled
-from edgecnn.runtime.files import check_output_path, refuse_inputs, write_bytes_atomic
+from edgecnn.runtime.files import check_output_path, refuse_inputs, write_json_atomic
 from edgecnn.runtime.progress import Progress, no_progress
 from edgecnn.runtime.runners import Runner, predict_all
 from edgecnn.workflows.models import open_model
@@ -271,9 +271,7 @@ def validate(
         )
     written = write_evidence(payload, report_dir=report_dir, junit=junit)
     if json_out is not None:
-        from edgecnn.runtime.files import dumps_json
-
-        write_bytes_atomic(json_out, dumps_json(payload).encode())
+        write_json_atomic(json_out, payload)
         written.append(Path(json_out))
     return Validation(report, payload, written)
 
