@@ -78,3 +78,22 @@ def run(command: list[str], *, timeout: float = 300, env: dict[str, str] | None 
     if done.returncode != 0:
         pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-4000:]}", pytrace=False)
     return done.stdout
+
+
+def venv_python_of(name: str) -> Path:
+    """The python of the x86 venv ``name``, built from its current recipe (else skip, or fail under CI)."""
+    return test_envs.venv_python(require(name))
+
+
+def tflite_support_wheel() -> Path:
+    """tflite-support's wheel (``$EDGECNN_TFLITE_SUPPORT_WHEEL``, or the one the test environments downloaded): its
+    own generated metadata reader is the oracle for the TFLite Metadata edgecnn writes."""
+    configured = os.environ.get("EDGECNN_TFLITE_SUPPORT_WHEEL")
+    if configured:
+        if not Path(configured).is_file():
+            missing(f"$EDGECNN_TFLITE_SUPPORT_WHEEL {configured} is not a file")
+        return Path(configured)
+    found = sorted(require("wheels").glob("tflite_support-0.4.4-*.whl"))
+    if not found:
+        missing(f"tflite-support's wheel is not in {test_envs.paths()['wheels']}")
+    return found[0]

@@ -13,6 +13,9 @@ Everything lives under ``$EDGECNN_TEST_ENVS`` (default ``~/.cache/edgecnn-test-e
     x86/venv-tflite-runtime/      x86 venv: tflite-runtime, numpy<2, pillow, click, edgecnn (editable, no deps)
     x86/venv-runtime/             x86 venv: edgecnn's core dependencies from pyproject.toml, edgecnn; no TensorFlow
     x86/venv-pip/                 the pip that downloads the aarch64 wheels
+    wheels/                       tflite-support's wheel, unopened: its generated metadata reader is a test oracle
+    x86/venv-mediapipe/           x86 venv: MediaPipe Tasks (0.10.21), the real consumer of TFLite Metadata; its
+                                  pins (numpy 1.26, protobuf 4) clash with TensorFlow 2.21, so it lives apart
 
 Each environment carries a marker file holding the hash of its recipe and is rebuilt only when that changes.
 Folders are built beside their final place and renamed into it, so a half-built one is never used; a venv
@@ -94,6 +97,10 @@ EXPECTED_VERSIONS: dict[str, dict[str, str]] = {
 """Version prefixes pip must have picked; anything else means a platform tag is missing."""
 
 X86_TFLITE_RUNTIME = ("tflite-runtime==2.14.0", "numpy<2", "pillow", "click")
+X86_MEDIAPIPE = ("mediapipe==0.10.21", "pillow")
+TFLITE_SUPPORT = "tflite-support==0.4.4"
+"""Its generated metadata reader checks the TFLite Metadata edgecnn writes; only the wheel file is kept (it pins
+protobuf<4, so it does not install beside TensorFlow 2.21)."""
 
 PI4_CORES = 4
 PI4_MIDR = 0x410FD083  # Arm (0x41), Cortex-A72 (part 0xd08), r0p3: the Raspberry Pi 4's BCM2711
@@ -139,7 +146,7 @@ def paths() -> dict[str, str]:
     """Every path the tests use, as strings (``qemu`` is empty when qemu-aarch64-static is not installed).
 
     Keys: ``cache``, ``repo``, ``qemu``, ``arm64_root``, ``arm64_site_litert``, ``arm64_site_tflite_runtime``,
-    ``arm64_sizes``, ``x86_venv_tflite_runtime``, ``x86_venv_runtime``, ``x86_venv_pip``.
+    ``arm64_sizes``, ``x86_venv_tflite_runtime``, ``x86_venv_runtime``, ``x86_venv_pip``, ``x86_venv_mediapipe``.
     """
     root = cache_root()
     result = {
@@ -151,6 +158,8 @@ def paths() -> dict[str, str]:
         "x86_venv_tflite_runtime": str(root / "x86" / "venv-tflite-runtime"),
         "x86_venv_runtime": str(root / "x86" / "venv-runtime"),
         "x86_venv_pip": str(root / "x86" / "venv-pip"),
+        "x86_venv_mediapipe": str(root / "x86" / "venv-mediapipe"),
+        "wheels": str(root / "wheels"),
     }
     for flavour in FLAVOURS:
         result[_site_key(flavour)] = str(root / "arm64" / f"site-{flavour}")
@@ -208,6 +217,8 @@ def _recipes() -> dict[str, dict[str, object]]:
         "x86_venv_pip": {"python": "3.11"},
         "x86_venv_tflite_runtime": {"requirements": X86_TFLITE_RUNTIME, "repo": str(REPO)},
         "x86_venv_runtime": {"requirements": _runtime_requirements(), "repo": str(REPO)},
+        "x86_venv_mediapipe": {"requirements": X86_MEDIAPIPE},
+        "wheels": {"requirements": (TFLITE_SUPPORT,)},
     }
     for flavour, requirements in FLAVOURS.items():
         recipes[_site_key(flavour)] = {"requirements": requirements, "platforms": AARCH64_PLATFORMS}
@@ -586,7 +597,7 @@ def _build_venv(name: str, requirements: Sequence[str], *, editable: bool, check
 
 
 def build_x86_venvs() -> None:
-    """The tflite-runtime venv and the runtime-only venv."""
+    """The tflite-runtime venv, the runtime-only venv and MediaPipe's venv."""
     _build_venv(
         "x86_venv_tflite_runtime",
         X86_TFLITE_RUNTIME,
@@ -599,6 +610,31 @@ def build_x86_venvs() -> None:
         editable=True,
         check="import ai_edge_litert.interpreter, edgecnn.cli.main",
     )
+    download_wheels()
+    # No edgecnn inside: the consumer must read the metadata with its own code only.
+    _build_venv(
+        "x86_venv_mediapipe",
+        X86_MEDIAPIPE,
+        editable=False,
+        check="from mediapipe.tasks.python.vision import ImageClassifier",
+    )
+
+
+def download_wheels() -> None:
+    """Wheels the tests read files from without installing them: tflite-support's (its metadata reader)."""
+    final = Path(paths()["wheels"])
+    if is_ready("wheels"):
+        return
+    started = time.monotonic()
+    _say(f"downloading into {final}")
+    with _build_folder(final) as folder:
+        _run(
+            [_python311(), "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--only-binary=:all:", "-d", folder, TFLITE_SUPPORT],
+            f"pip download {TFLITE_SUPPORT}",
+            "is PyPI reachable?",
+        )  # fmt: skip
+        _write_marker(folder, "wheels", started, files=sorted(p.name for p in folder.glob("*.whl")))
 
 
 def build_arm64() -> None:
@@ -660,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("arm64", help="the emulated Raspberry Pi: Debian arm64 root and aarch64 wheel sites")
-    commands.add_parser("x86", help="the x86 tflite-runtime venv and the runtime-only venv")
+    commands.add_parser("x86", help="the x86 venvs: tflite-runtime, runtime-only, MediaPipe")
     commands.add_parser("all", help="everything (what tools/setup_test_env.sh runs)")
     commands.add_parser("paths", help="print the paths as JSON")
     commands.add_parser("status", help="print which environments are built and current, as JSON")

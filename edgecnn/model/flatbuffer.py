@@ -39,6 +39,8 @@ _IDENTIFIER = b"TFL3"
 
 # Field slots of the schema's tables (schema.fbs), in declaration order.
 _MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_DESCRIPTION, _MODEL_BUFFERS = 1, 2, 3, 4
+_MODEL_METADATA = 6
+_METADATA_NAME, _METADATA_BUFFER = 0, 1
 _SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS = 0, 1, 2, 3
 _TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_BUFFER, _TENSOR_NAME, _TENSOR_QUANTIZATION, _TENSOR_SIGNATURE = 0, 1, 2, 3, 4, 7
 _QUANT_SCALE, _QUANT_ZERO_POINT = 2, 3
@@ -558,6 +560,52 @@ def read_flatbuffer(model: bytes | str | os.PathLike[str]) -> FlatModel:
     if len(content) < 8 or content[4:8] != _IDENTIFIER:
         raise ModelFormatError(f"{where} is not a TFLite model (no TFL3 identifier): {_FIX}")
     return _read(_File(content, where))
+
+
+def metadata_buffers(model: bytes) -> dict[str, bytes]:
+    """The model's metadata entries (``Model.metadata``): each entry's name and the bytes of the buffer it names.
+
+    TFLite keeps named blobs beside the graph this way: ``min_runtime_version``, ``CONVERSION_METADATA``, and the
+    standard TFLite Metadata under ``TFLITE_METADATA`` (read by :mod:`edgecnn.model.metadata`).
+
+    Args:
+        model: the flatbuffer's bytes (anything appended after it, such as an associated-files zip, is ignored).
+
+    Returns:
+        Name -> buffer bytes, in the file's order. Where two entries share a name the first wins, as in
+        tflite-support's and MediaPipe's readers. Names that are not UTF-8 have their bad bytes replaced.
+
+    Raises:
+        ModelFormatError: the bytes are not a TFLite model, or an entry, its name or its buffer lies outside them, or
+            an entry names a buffer the model does not have.
+    """
+    content = bytes(model)
+    if len(content) < 8 or content[4:8] != _IDENTIFIER:
+        raise ModelFormatError(f"the model is not a TFLite model (no TFL3 identifier): {_FIX}")
+    file = _File(content, "the model")
+    root = file.table(file.follow(0, "the root offset"), "the model")
+    buffers = root.tables(_MODEL_BUFFERS, "buffer")
+    found: dict[str, bytes] = {}
+    for index, entry in enumerate(root.tables(_MODEL_METADATA, "metadata entry")):
+        name = entry.string(_METADATA_NAME, "name")
+        buffer = entry.scalar(_METADATA_BUFFER, "I", 0, "buffer")
+        if name in found:
+            continue
+        if buffer >= len(buffers):
+            raise file.error(f"metadata entry {index} ({name!r}) names buffer {buffer} of {len(buffers)}")
+        found[name] = _buffer_bytes(file, buffers[buffer])
+    return found
+
+
+def _buffer_bytes(file: _File, buffer: _Table) -> bytes:
+    """A buffer's bytes: inline, or (models over 2 GB) at ``offset`` from the file's start."""
+    start, length = buffer.vector(_BUFFER_DATA, 1, "data")
+    offset = buffer.scalar(_BUFFER_OFFSET, "Q", 0, "offset")
+    if offset > 1:  # 0 and 1 both mean "inline" (see _buffer_holds_data)
+        size = buffer.scalar(_BUFFER_SIZE, "Q", 0, "size")
+        file.need(offset, size, f"{buffer.what}'s data")
+        return file.content[offset : offset + size]
+    return file.content[start : start + length]
 
 
 def multiply_accumulates(op: OperatorRecord) -> int:
