@@ -114,3 +114,55 @@ def custom_op_bundle(path: Path, *, template: Path) -> Path:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
     converter.allow_custom_ops = True
     return float_bundle(path, converted_quietly(converter.convert), shape=[1, 8, 8, 1], labels=["x"], template=template)
+
+
+def read_folder(folder: Path, *, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """An image folder read with Pillow alone, as an outside user's own training script would: uint8 RGB pixels
+    ``(N, H, W, 3)``, integer labels, and the class names (sorted folder names)."""
+    from PIL import Image
+
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    pixels, labels = [], []
+    for index, name in enumerate(classes):
+        for image in sorted((folder / name).iterdir())[:per_class]:
+            with Image.open(image) as opened:
+                pixels.append(np.asarray(opened.convert("RGB"), dtype=np.uint8))
+            labels.append(index)
+    return np.stack(pixels), np.asarray(labels), classes
+
+
+def outside_classifier(x: np.ndarray, y: np.ndarray, classes: int, *, nchw: bool = False, epochs: int = 4) -> Any:
+    """A small CNN trained the way a user outside edgecnn would: plain Keras, inputs scaled to [-1, 1] by the user's
+    own code, named layers; ``nchw`` takes channels-first input as a PyTorch export does."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    height, width = x.shape[1:3]
+    shape = (3, height, width) if nchw else (height, width, 3)
+    inputs = keras.Input(shape=shape, name="pixels")
+    h = keras.layers.Permute((2, 3, 1), name="to_nhwc")(inputs) if nchw else inputs
+    h = keras.layers.Conv2D(16, 3, activation="relu", padding="same", name="conv1")(h)
+    h = keras.layers.MaxPooling2D(2, name="pool1")(h)
+    h = keras.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv2")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="scores")(h)
+    model = keras.Model(inputs, outputs, name="outside")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(outside_inputs(x, nchw=nchw), y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
+    return model
+
+
+def outside_inputs(x: np.ndarray, *, nchw: bool = False) -> np.ndarray:
+    """The outside user's preprocessing: pixels 0..255 to [-1, 1], channels first for an NCHW model."""
+    values = x.astype(np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(np.moveaxis(values, -1, 1)) if nchw else values
+
+
+def tflite_from_keras(model: Any) -> bytes:
+    """TensorFlow's own converter on a Keras model, no edgecnn code: a float ``.tflite`` with a batch-1 input."""
+    import keras
+    import tensorflow as tf
+
+    fixed = keras.Input(batch_shape=(1, *model.input_shape[1:]), name="pixels")
+    static = keras.Model(fixed, model(fixed), name="outside_batch1")
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(static).convert())

@@ -1,4 +1,10 @@
-"""``edgecnn convert``: a ``.keras`` model to ``.tflite`` (float, float16, dynamic-range or full int8) + sidecar."""
+"""``edgecnn convert``: a model to ``.tflite`` (float, float16, dynamic-range or full int8) + sidecar.
+
+The model is a ``.keras`` from ``edgecnn train``, or one trained elsewhere (:mod:`edgecnn.build.outside`): any
+``.keras``/``.h5``, a SavedModel folder, or a float ``.tflite`` (quantized by :mod:`edgecnn.build.quantize_tflite`).
+Every ``.tflite`` written carries standard TFLite Metadata (labels, normalization, name...), and its sidecar
+describes the final bytes.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,51 @@ from typing import Any
 import numpy as np
 
 from edgecnn.build.choices import IO_TYPES, QUANTIZE_MODES
+from edgecnn.build.outside import (
+    ModelSource,
+    described_by,
+    open_source,
+    outside_info,
+    refuse_hints_for_edgecnn,
+    source_record,
+)
 from edgecnn.errors import UsageError
+from edgecnn.model.flatbuffer import read_flatbuffer
 from edgecnn.model.graph import read_graph
-from edgecnn.runtime.bundle import ModelInfo, check_bundle_output, write_tflite
+from edgecnn.runtime.bundle import ModelInfo, check_bundle_output, sidecar_path, write_tflite
 from edgecnn.runtime.data import balanced_subset, load_images, scan_images
 from edgecnn.runtime.files import captured_native_stderr
+from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
 from edgecnn.runtime.provenance import images_fingerprint, tool_versions
 from edgecnn.runtime.quant import QuantParams
+
+DEFAULT_DESCRIPTION = "Image classifier converted by edgecnn"
+"""The TFLite Metadata description of a model converted without ``--description``."""
+
+DEFAULT_VERSION = "1"
+"""The TFLite Metadata version of a model converted without ``--model-version``."""
+
+APP_IO_WARNING = (
+    "warning: {model} has int8 input and output, which app libraries (MediaPipe Tasks, the TFLite Task Library) "
+    "cannot load: use --io uint8 for an Android app"
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the embedded TFLite Metadata says about the model besides its labels and normalization.
+
+    None means the default: the source's own TFLite Metadata when it has the field, else the source model's stem
+    (name; not the output's, so that the same model converted to two paths gives the same bytes),
+    :data:`DEFAULT_DESCRIPTION`, :data:`DEFAULT_VERSION`, and empty author and license.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    author: str | None = None
+    license: str | None = None
 
 
 @dataclass
@@ -45,6 +88,12 @@ class ConversionResult:
     ops: dict[str, int]
     skipped: list[Any] = field(default_factory=list)
 
+    def messages(self) -> list[str]:
+        """For stderr: int8 input and output, which the app libraries cannot load."""
+        if "int8" in (self.info.input.dtype, self.info.output.dtype):
+            return [APP_IO_WARNING.format(model=self.path.name)]
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
@@ -58,6 +107,7 @@ class ConversionResult:
             "input": self.info.input.to_dict(),
             "output": self.info.output.to_dict(),
             "model_sha256": self.info.model_sha256,
+            "source": self.info.extra.get("source"),
             "calibration": self.info.extra.get("calibration"),
             "num_skipped": len(self.skipped),
             "skipped": [s.to_dict() for s in self.skipped],
@@ -70,44 +120,25 @@ def static_batch_model(keras: Any, model: Any) -> Any:
     """The same network with a batch-1 input: no SHAPE/STRIDED_SLICE ops, as micro and Edge TPU need.
 
     The model is called on a new fixed-batch ``Input`` (the weights are shared, not copied); the names
-    stay fixed so the converted bytes do not depend on Keras's automatic naming.
+    stay fixed so the converted bytes do not depend on Keras's automatic naming. A SavedModel
+    (:class:`~edgecnn.build.keras_model.SavedModelFunction`) is converted from its own batch-1 function.
     """
-    inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    from edgecnn.build.keras_model import SavedModelFunction
+
+    if isinstance(model, SavedModelFunction):
+        return model
+    if len(model.inputs) == 1:
+        inputs = keras.Input(batch_shape=(1, *model.input_shape[1:]), name=model.inputs[0].name.split(":")[0])
+    else:  # not a classifier: converted anyway, so that the check of its graph says what it is
+        inputs = [keras.Input(batch_shape=(1, *t.shape[1:]), name=t.name.split(":")[0]) for t in model.inputs]
     return keras.Model(inputs, model(inputs), name=f"{model.name}_batch1")
 
 
-def convert(
-    model_path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    quantize: str = "int8",
-    calibration: str | os.PathLike[str] | None = None,
-    calibration_size: int = 200,
-    io: str | None = None,
-    seed: int = 0,
-    strict: bool = False,
-    on_progress: Progress | None = None,
-) -> ConversionResult:
-    """Convert a ``.keras`` model written by ``edgecnn train`` to TFLite with a static batch-1 input.
-
-    ``int8`` is full-integer post-training quantization: weights and activations in int8, integer-only
-    builtin operators, ranges calibrated on ``calibration_size`` real images drawn class-balanced (seeded)
-    from ``calibration`` through the model's own preprocessing. The same inputs give byte-identical output.
-
-    Args:
-        model_path: the ``.keras`` model.
-        out: the ``.tflite`` to write; ``model.json`` is written beside it.
-        quantize: one of :data:`QUANTIZE_MODES`.
-        calibration: folder of real images for int8 calibration (required for int8): class sub-folders,
-            which the subset is balanced over, or just images.
-        calibration_size: number of calibration images.
-        io: input/output type for int8 models: int8 (default), uint8 or float32.
-        seed: seed for choosing the calibration images.
-        strict: fail on an unreadable calibration image instead of skipping it.
-        on_progress: progress of loading the calibration images.
+def check_conversion_options(*, quantize: str, io: str | None, calibration: Any, calibration_size: int) -> str:
+    """Check the options every conversion takes, before any work; returns the I/O type.
 
     Raises:
-        UsageError: bad options or output path; ModelFormatError: bad model; DatasetError: bad calibration data.
+        UsageError: an unknown mode or I/O type, I/O types for a float mode, int8 without calibration images.
     """
     if quantize not in QUANTIZE_MODES:
         raise UsageError(f"unknown --quantize {quantize!r}: choose one of {', '.join(QUANTIZE_MODES)}")
@@ -123,31 +154,153 @@ def convert(
         )
     if calibration_size < 1:
         raise UsageError(f"--calibration-size must be at least 1, not {calibration_size}")
-    out_path = check_bundle_output(out, inputs=[model_path, calibration])
+    return io_type
 
-    from edgecnn.build.keras_model import import_keras, load_keras_model
 
-    model, keras_info = load_keras_model(model_path)
-    spec = keras_info.preprocessing
-    calibration_set = (
-        load_calibration(calibration, spec, size=calibration_size, seed=seed, strict=strict, on_progress=on_progress)
-        if quantize == "int8"
-        else None
+def convert(
+    model_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    quantize: str = "int8",
+    calibration: str | os.PathLike[str] | None = None,
+    calibration_size: int = 200,
+    io: str | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    hints: InputHints | None = None,
+    card: ModelCard | None = None,
+    on_progress: Progress | None = None,
+) -> ConversionResult:
+    """Convert a model to TFLite with a static batch-1 input, standard TFLite Metadata and a sidecar.
+
+    ``int8`` is full-integer post-training quantization: weights and activations in int8, integer-only
+    builtin operators, ranges calibrated on ``calibration_size`` real images drawn class-balanced (seeded)
+    from ``calibration`` through the model's own preprocessing. The same inputs give byte-identical output.
+
+    Args:
+        model_path: a ``.keras`` from ``edgecnn train``; or from elsewhere a ``.keras``, ``.h5``, SavedModel
+            folder or float ``.tflite`` (quantized by ai-edge-quantizer), described by ``hints`` or its metadata.
+        out: the ``.tflite`` to write; ``model.json`` is written beside it.
+        quantize: one of :data:`QUANTIZE_MODES`; ``none`` re-bundles a ``.tflite`` as it is.
+        calibration: folder of real images for int8 calibration (required for int8): class sub-folders,
+            which the subset is balanced over, or just images.
+        calibration_size: number of calibration images.
+        io: input/output type for int8 models: int8 (default), uint8 or float32.
+        seed: seed for choosing the calibration images.
+        strict: fail on an unreadable calibration image instead of skipping it.
+        hints: labels and preprocessing of a model from elsewhere (``--labels``, ``--input-range`` ...).
+        card: name, description, version, author and license for the TFLite Metadata.
+        on_progress: progress of loading the calibration images.
+
+    Raises:
+        UsageError: bad options or output path, a model that is not a classifier, or labels or normalization
+            missing (naming the option); ModelFormatError: bad model; DatasetError: bad calibration data.
+    """
+    io_type = check_conversion_options(
+        quantize=quantize, io=io, calibration=calibration, calibration_size=calibration_size
     )
+    out_path = check_bundle_output(out, inputs=[model_path, calibration])
+    source = open_source(model_path)
+    hints = hints or InputHints()
+
+    def calibrate(spec: Any) -> CalibrationSet | None:
+        if quantize != "int8" or calibration is None:
+            return None
+        return load_calibration(calibration, spec, size=calibration_size, seed=seed, strict=strict,
+                                on_progress=on_progress)  # fmt: skip
+
+    if source.kind == "tflite":
+        return _convert_tflite(source, out_path, quantize=quantize, io_type=io_type, hints=hints, card=card,
+                               calibrate=calibrate)  # fmt: skip
+    from edgecnn.build.keras_model import import_keras
+
+    model, info = load_source(source, hints)
     tf, keras = import_keras()
     static = static_batch_model(keras, model)
     float_bytes = run_converter(tf, static, "none", None, "float32")
+    if info is None:
+        info = outside_info(read_graph(float_bytes), source=source, hints=hints)
+    calibration_set = calibrate(info.preprocessing)
     representative = calibration_set.representative if calibration_set else None
     flatbuffer = float_bytes if quantize == "none" else run_converter(tf, static, quantize, representative, io_type)
     return write_bundle(
         out_path,
         flatbuffer,
-        keras_info,
-        model_path=Path(model_path),
+        info,
+        model_path=source.path,
         quantization=quantize,
         calibration=calibration_set,
         float_size_bytes=len(float_bytes),
+        source=source_record(source, info=info, described=described_by(None, hints)),
+        card=card,
     )
+
+
+def load_source(source: ModelSource, hints: InputHints) -> tuple[Any, ModelInfo | None]:
+    """Load a Keras model or SavedModel to convert, with edgecnn's metadata (None for a model from elsewhere).
+
+    Raises:
+        UsageError: input options given for a model from ``edgecnn train``; ModelFormatError: an unloadable model.
+    """
+    from edgecnn.build.keras_model import load_keras_model, load_outside_keras
+
+    if source.kind == "edgecnn":
+        refuse_hints_for_edgecnn(source, hints)
+        return load_keras_model(source.path)
+    return load_outside_keras(source.path), None
+
+
+def _convert_tflite(
+    source: ModelSource,
+    out_path: Path,
+    *,
+    quantize: str,
+    io_type: str,
+    hints: InputHints,
+    card: ModelCard | None,
+    calibrate: Callable[[Any], CalibrationSet | None],
+) -> ConversionResult:
+    """A ``.tflite``: described by its sidecar, TFLite Metadata or the options (:func:`tflite_info`), then quantized
+    by ai-edge-quantizer, or re-bundled as it is with ``none``."""
+    from edgecnn.build.quantize_tflite import check_float_model, quantize_tflite
+    from edgecnn.model.metadata import read_metadata
+    from edgecnn.runtime.describe import tflite_info
+    from edgecnn.targets.facts import graph_quantization
+
+    info = tflite_info(source.path, hints=hints)
+    original = source.path.read_bytes()
+    flat = read_flatbuffer(original)
+    metadata = read_metadata(original)
+    described = ["sidecar"] if sidecar_path(source.path).is_file() else described_by(metadata, hints)
+    if quantize == "none":
+        flatbuffer, quantization, calibration_set = original, graph_quantization(flat), None
+    else:
+        check_float_model(flat, model=source.name)
+        calibration_set = calibrate(info.preprocessing)
+        images = calibration_set.images if calibration_set is not None else None
+        flatbuffer = quantize_tflite(original, quantize=quantize, io_type=io_type, images=images, model=source.name)
+        quantization = quantize
+    return write_bundle(
+        out_path,
+        flatbuffer,
+        info,
+        model_path=source.path,
+        quantization=quantization,
+        calibration=calibration_set,
+        float_size_bytes=len(original),
+        source=source_record(source, info=info, described=described),
+        card=_card_from(metadata, card),
+        extra={"tools": tool_versions("ai-edge-quantizer", "ai-edge-litert", "numpy", "pillow")},
+    )
+
+
+def _card_from(metadata: Any, card: ModelCard | None) -> ModelCard:
+    """The options' card, with the source's own TFLite Metadata filling what the options left out."""
+    card = card or ModelCard()
+    if metadata is None:
+        return card
+    fields = ("name", "description", "version", "author", "license")
+    return replace(card, **{f: getattr(metadata, f) or None for f in fields if getattr(card, f) is None})
 
 
 @dataclass
@@ -209,8 +362,16 @@ def write_bundle(
     calibration: CalibrationSet | None,
     float_size_bytes: int,
     extra: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
 ) -> ConversionResult:
-    """Describe a converted flatbuffer (I/O, shape, operators), write it with its sidecar, and summarise it."""
+    """Describe a converted flatbuffer (I/O, shape, operators), embed its TFLite Metadata, write it with its sidecar,
+    and summarise it.
+
+    Args:
+        source: the sidecar's ``source`` entry (default: the model's file name and the training record).
+        card: the metadata's name, description... (default: :class:`ModelCard`'s defaults).
+    """
     graph = read_graph(flatbuffer)
     inp, out = graph.inputs[0], graph.outputs[0]
     info = replace(
@@ -221,27 +382,76 @@ def write_bundle(
         quantization=quantization,
         extra={
             # The file name only: where the model was built must not change the sidecar's bytes.
-            "source": {"model": model_path.name, "training": keras_info.extra.get("training")},
+            "source": source or {"model": model_path.name, "training": keras_info.extra.get("training")},
             "calibration": calibration.record if calibration else None,
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"),
             **(extra or {}),
         },
     )
-    written = write_tflite(out_path, flatbuffer, info)
+    final = embed_metadata(flatbuffer, info, card=card, default_name=model_path.stem)
+    written = write_tflite(out_path, final, info)  # the sidecar's sha256 is of these, the final bytes
     return ConversionResult(
         path=out_path,
         info=written,
-        size_bytes=len(flatbuffer),
-        float_size_bytes=float_size_bytes,
+        size_bytes=len(final),
+        # Compared like with like: the float model would carry the same metadata (a small model's ratio shows it).
+        float_size_bytes=float_size_bytes + len(final) - len(flatbuffer),
         ops=graph.ops,
         skipped=calibration.skipped if calibration else [],
     )
 
 
+def embed_metadata(flatbuffer: bytes, info: ModelInfo, *, card: ModelCard | None, default_name: str) -> bytes:
+    """The model with standard TFLite Metadata: labels, normalization, score kind, and the card's fields.
+
+    The normalization goes in (on the metadata's 0..255 pixel scale) only for RGB or grayscale channels-last inputs:
+    the metadata has no word for BGR or channels-first, and its readers would feed such a model wrong pixels. The
+    sidecar describes those models fully.
+    """
+    from edgecnn.build.metadata import with_metadata
+    from edgecnn.model.metadata import ModelMetadata
+
+    card = card or ModelCard()
+    spec = info.preprocessing
+    described = spec.layout == "NHWC" and not spec.bgr
+    meta = ModelMetadata(
+        name=card.name if card.name is not None else default_name,
+        description=card.description if card.description is not None else DEFAULT_DESCRIPTION,
+        version=card.version if card.version is not None else DEFAULT_VERSION,
+        author=card.author or "",
+        license=card.license or "",
+        labels=tuple(info.labels),
+        mean=tuple(m * 255.0 for m in spec.mean) if described else None,
+        std=tuple(s * 255.0 for s in spec.std) if described else None,
+        score=score_kind(flatbuffer),
+    )
+    return with_metadata(flatbuffer, meta)
+
+
+# Operations that pass scores through unchanged in meaning: the score kind is that of what feeds them.
+_PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"})
+
+
+def score_kind(flatbuffer: bytes) -> str:
+    """``probability`` when the output comes from a SOFTMAX (through any QUANTIZE/DEQUANTIZE/RESHAPE), else
+    ``logit``: what the TFLite Metadata says the scores are."""
+    flat = read_flatbuffer(flatbuffer)
+    producers = {t.index: op for op in flat.operators for t in op.outputs}
+    op = producers.get(flat.outputs[0].index) if flat.outputs else None
+    while op is not None and op.name in _PASS_THROUGH and op.inputs:
+        op = producers.get(op.inputs[0].index)
+    return "probability" if op is not None and op.name == "SOFTMAX" else "logit"
+
+
 def converter_for(tf: Any, model: Any, quantize: str, representative: Any, io_type: str) -> Any:
     """A TFLiteConverter configured for one quantization mode (``none``, ``float16``, ``dynamic``, ``int8``,
     ``16x8``); the QuantizationDebugger and selective quantization start from it too."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    from edgecnn.build.keras_model import SavedModelFunction
+
+    if isinstance(model, SavedModelFunction):
+        converter = model.tflite_converter(tf)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.build.convert import ConversionResult, convert
-from edgecnn.build.recover import RecoveryResult, convert_with_gate
+from edgecnn.build.recover import INT8_ONLY_TARGETS, RecoveryResult, convert_with_gate
 from edgecnn.errors import UsageError
 from edgecnn.runtime.progress import Progress
 from edgecnn.targets import make_target
@@ -28,6 +28,7 @@ class TargetConversion:
 
     conversion: ConversionResult | RecoveryResult
     build: TargetBuild | None
+    target: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -36,7 +37,9 @@ class TargetConversion:
         return gate and (self.build is None or self.build.passed)
 
     def messages(self) -> list[str]:
-        """For stderr: a failed gate (and where the best attempt went), then the target's errors and warnings."""
+        """For stderr: a failed gate (and where the best attempt went), int8 I/O that app libraries cannot load
+        (not said for a target that runs only int8: Coral, microcontrollers), then the target's errors and
+        warnings."""
         lines = []
         conversion = self.conversion
         if isinstance(conversion, RecoveryResult) and not conversion.passed:
@@ -45,6 +48,9 @@ class TargetConversion:
                 f"gate failed: max-drop: no attempt kept the drop within {conversion.max_drop:.2f} pp; the best "
                 f"({chosen.name}, drop {chosen.drop_pp:.2f} pp) is {conversion.conversion.path}"
             )
+        written = conversion.conversion if isinstance(conversion, RecoveryResult) else conversion
+        if self.target not in INT8_ONLY_TARGETS:
+            lines += written.messages()
         if self.build is not None:
             lines += [
                 f"{f.severity}: {f.message}"
@@ -90,17 +96,18 @@ def convert_for_target(
     on_progress: Progress | None = None,
     **options: Any,
 ) -> TargetConversion:
-    """Convert a ``.keras`` model (for ``target``, when given) and build what the target needs from it.
+    """Convert a model (for ``target``, when given) and build what the target needs from it.
 
     Args:
-        model_path: the ``.keras`` model.
+        model_path: a ``.keras`` from ``edgecnn train``, or a model from elsewhere (``.keras``, ``.h5``, SavedModel
+            folder, float ``.tflite``) described by the ``hints`` option or its TFLite Metadata.
         out: the ``.tflite`` to write.
         target: a registered target name (None: just convert).
         quantize / io: as for :func:`edgecnn.build.convert.convert`; checked against what the target runs.
         max_drop / data / limit_per_class: the accuracy gate and its recovery
             (:func:`edgecnn.build.recover.convert_with_gate`); both or neither.
         on_progress: progress of loading images.
-        options: ``calibration``, ``calibration_size``, ``seed``, ``strict``.
+        options: ``calibration``, ``calibration_size``, ``seed``, ``strict``, ``hints``, ``card``.
 
     Raises:
         UsageError: options the target cannot run, or options that do not go together.
@@ -133,6 +140,6 @@ def convert_for_target(
             **options,
         )
         if not conversion.passed:
-            return TargetConversion(conversion, None)
+            return TargetConversion(conversion, None, target)
         model = conversion.conversion.path
-    return TargetConversion(conversion, chosen.build(model) if chosen is not None else None)
+    return TargetConversion(conversion, chosen.build(model) if chosen is not None else None, target)

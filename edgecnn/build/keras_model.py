@@ -1,16 +1,21 @@
-"""Keras pieces shared by training and conversion: importing TensorFlow, the network, loading, running."""
+"""Keras pieces shared by training and conversion: importing TensorFlow, the network, loading (edgecnn's own
+models and models from elsewhere: ``.keras``, ``.h5``, SavedModel), running."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import MissingDependencyError, ModelFormatError
+from edgecnn.errors import MissingDependencyError, ModelFormatError, UsageError
 from edgecnn.runtime.bundle import ModelInfo, check_model_file, read_keras_info
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.preprocess import fitting_images
@@ -77,6 +82,21 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, *, filters:
     return keras.Model(inputs, outputs, name="edgecnn_cnn")
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception's first line (or its type), for a one-line error message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_keras_file(model_file: Path) -> Any:
+    """``keras.models.load_model`` with safe mode on, every failure as one ModelFormatError line."""
+    _, keras = import_keras()
+    try:
+        return keras.models.load_model(model_file, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive; all mean the same here
+        raise ModelFormatError(f"{model_file} is not a loadable Keras model ({_reason(exc)})") from None
+
+
 def load_keras_model(model_path: str | os.PathLike[str]) -> tuple[Any, ModelInfo]:
     """Load a ``.keras`` model written by ``edgecnn train`` with Keras's safe mode on.
 
@@ -85,12 +105,7 @@ def load_keras_model(model_path: str | os.PathLike[str]) -> tuple[Any, ModelInfo
     """
     model_file = check_model_file(model_path, suffixes=(".keras",))
     info = read_keras_info(model_file)
-    _, keras = import_keras()
-    try:
-        model = keras.models.load_model(model_file, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive; all mean the same here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFormatError(f"{model_file} is not a loadable Keras model ({reason})") from None
+    model = _load_keras_file(model_file)
     shape = tuple(model.input_shape[1:])
     if shape != info.preprocessing.shape:
         raise ModelFormatError(
@@ -99,19 +114,236 @@ def load_keras_model(model_path: str | os.PathLike[str]) -> tuple[Any, ModelInfo
     return model, info
 
 
-class KerasRunner:
-    """Runs a ``.keras`` model on preprocessed float images (the float reference for validation)."""
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+"""Keras model files: Keras 3's ``.keras`` archive and the legacy HDF5 format."""
 
-    def __init__(self, model_path: str | os.PathLike[str], *, batch_size: int = 256) -> None:
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+"""A Keras model configuration (JSON) larger than this is not read: the largest real ones are a few MB."""
+
+_CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+"""Layers whose configuration can carry Python code (or name a Python function) to run when the model loads."""
+
+
+def load_outside_keras(model_path: str | os.PathLike[str]) -> Any:
+    """Load a model trained elsewhere: a Keras 3 ``.keras``, a legacy ``.h5``, or a TensorFlow SavedModel folder.
+
+    Nothing in the file is run as Python: Keras's safe mode stays on, and a model with a ``Lambda`` layer is refused
+    before Keras reads it (safe mode refuses only lambdas, not a ``Lambda`` that names a function). A SavedModel is
+    loaded with ``tf.saved_model.load`` (its graph, no Python objects) as a :class:`SavedModelFunction`.
+
+    Returns:
+        A Keras model, or a :class:`SavedModelFunction` (which has ``inputs``, ``outputs`` and is called the same way).
+
+    Raises:
+        ModelFormatError: missing, not a Keras model or SavedModel, unloadable, or holding Python code.
+        UsageError: a SavedModel whose input edgecnn cannot feed (several inputs, unknown image size, a batch of N).
+    """
+    path = Path(model_path)
+    if path.is_dir():
+        return SavedModelFunction(path)
+    model_file = check_model_file(path, suffixes=KERAS_SUFFIXES)
+    _refuse_code_layers(model_file, _keras_config(model_file))
+    return _load_keras_file(model_file)
+
+
+def _keras_config(model_file: Path) -> Any:
+    """The model configuration stored in a ``.keras`` archive (``config.json``) or an HDF5 file (``model_config``)."""
+    if model_file.suffix.lower() == ".keras":
+        try:
+            with zipfile.ZipFile(model_file) as archive:
+                entry = archive.getinfo("config.json")
+                if entry.file_size > MAX_CONFIG_BYTES:
+                    raise ModelFormatError(f"{model_file}'s config.json is {entry.file_size} bytes: not a Keras model")
+                text = archive.read(entry)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, zlib.error) as exc:
+            raise ModelFormatError(f"{model_file} is not a loadable Keras model ({_reason(exc)})") from None
+    else:
+        try:
+            import h5py
+
+            with h5py.File(model_file, "r") as h5:
+                text = h5.attrs.get("model_config")
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, ValueError, KeyError... for a damaged file
+            raise ModelFormatError(f"{model_file} is not a loadable Keras model (HDF5: {_reason(exc)})") from None
+        if text is None:
+            raise ModelFormatError(
+                f"{model_file} holds weights only (no model_config): save the whole model with model.save()"
+            )
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{model_file} has no readable model configuration ({_reason(exc)})") from None
+
+
+def _refuse_code_layers(model_file: Path, config: Any) -> None:
+    """Refuse a configuration that holds a layer which would run Python code from the file."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") in _CODE_LAYERS:
+                name = item.get("config", {}).get("name", "") if isinstance(item.get("config"), dict) else ""
+                raise ModelFormatError(
+                    f"{model_file.name} has a {item['class_name']} layer {name!r} (Python code inside the model), "
+                    "which edgecnn does not run: rebuild it with built-in layers, or export it as a SavedModel"
+                )
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+@dataclass(frozen=True)
+class SignatureTensor:
+    """One input or output of a SavedModel signature: its name and shape (None where unknown), as Keras shows them."""
+
+    name: str
+    shape: tuple[int | None, ...]
+
+
+class SavedModelFunction:
+    """A TensorFlow SavedModel's serving signature, called like a Keras model on a batch of float images.
+
+    Attributes:
+        path: the SavedModel folder.
+        signature_key: the signature used (``serving_default``, or the only one).
+        inputs / outputs: the signature's tensors (name and shape), as a Keras model's ``inputs``/``outputs``.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        if not (folder / "saved_model.pb").is_file() and not (folder / "saved_model.pbtxt").is_file():
+            raise ModelFormatError(f"{folder} is a folder but not a SavedModel (no saved_model.pb): check the path")
+        tf, _ = import_keras()
+        self.path = folder
+        try:
+            with captured_native_stderr():
+                # Only the graph and its variables: tf.saved_model.load revives no Python objects from the folder.
+                self._loaded = tf.saved_model.load(str(folder))
+        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a damaged SavedModel
+            raise ModelFormatError(f"{folder} is not a loadable SavedModel ({_reason(exc)})") from None
+        signatures = dict(self._loaded.signatures)
+        if not signatures:
+            raise ModelFormatError(f"{folder.name} has no signature: export it with a serving signature")
+        if "serving_default" in signatures or len(signatures) == 1:
+            self.signature_key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        else:
+            raise UsageError(
+                f"{folder.name} has signatures {', '.join(sorted(signatures))} and none is serving_default: "
+                "export it with one serving signature"
+            )
+        self._function = signatures[self.signature_key]
+        _, specs = self._function.structured_input_signature
+        if len(specs) != 1:
+            raise UsageError(
+                f"{folder.name} takes {len(specs)} inputs ({', '.join(sorted(specs))}): edgecnn classifies with one "
+                "image input"
+            )
+        ((self._input_name, self._input_spec),) = specs.items()
+        shape = self._input_spec.shape
+        if shape.rank is None:
+            raise UsageError(f"{folder.name}'s input has an unknown rank: export it with a fixed input shape")
+        dims = tuple(shape.as_list())
+        if self._input_spec.dtype != tf.float32:
+            raise UsageError(
+                f"{folder.name} takes {self._input_spec.dtype.name} input: edgecnn converts models that take float32 "
+                "images"
+            )
+        if any(d is None for d in dims[1:]):
+            raise UsageError(
+                f"{folder.name} takes inputs of shape {list(dims)} (None: any size): export it with a fixed image size"
+            )
+        if dims and dims[0] not in (None, 1):
+            raise UsageError(
+                f"{folder.name} takes batches of exactly {dims[0]}: export it with a batch dimension of None or 1"
+            )
+        self.inputs = [SignatureTensor(self._input_name, dims)]
+        self.outputs = [
+            SignatureTensor(name, tuple(spec.shape.as_list()) if spec.shape.rank is not None else ())
+            for name, spec in sorted(self._function.structured_outputs.items())
+        ]
+
+    @property
+    def name(self) -> str:
+        """The folder's name."""
+        return self.path.name
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The input's shape, batch first, as Keras's ``model.input_shape``."""
+        return self.inputs[0].shape
+
+    def __call__(self, images: np.ndarray, training: bool = False) -> Any:
+        """The scores for a batch of images (a dict of outputs for a signature with several)."""
+        tf, _ = import_keras()
+        outputs = self._function(**{self._input_name: tf.constant(images, dtype=tf.float32)})
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        return outputs
+
+    def batch1_function(self) -> Any:
+        """The signature as a concrete function of one image (batch 1): no dynamic-shape ops once converted."""
+        tf, _ = import_keras()
+        spec = tf.TensorSpec([1, *self.input_shape[1:]], tf.float32, name=self._input_name)
+        function = self._function
+        name = self._input_name
+
+        @tf.function(input_signature=[spec])
+        def one_image(image: Any) -> Any:
+            return function(**{name: image})
+
+        return one_image.get_concrete_function()
+
+    def tflite_converter(self, tf: Any) -> Any:
+        """A TFLiteConverter for the batch-1 function.
+
+        The loaded SavedModel goes with it: without that object the converter cannot freeze the variables, and the
+        model it writes reads uninitialised ones (it outputs NaN); ``from_saved_model`` keeps the dynamic batch.
+        """
+        return tf.lite.TFLiteConverter.from_concrete_functions([self.batch1_function()], self._loaded)
+
+
+class KerasRunner:
+    """Runs a Keras model (or a SavedModel) on preprocessed float images: the float reference for validation.
+
+    Args:
+        model_path: a ``.keras`` from ``edgecnn train`` (its metadata describes it), or with ``info`` any model
+            :func:`load_outside_keras` loads.
+        info: labels and preprocessing of a model from elsewhere (from options, or from the candidate's sidecar).
+        model: the model, already loaded (None: load it from ``model_path``).
+        batch_size: images per call.
+
+    Raises:
+        ModelFormatError: the model cannot be loaded, or takes other inputs than ``info`` describes.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        info: ModelInfo | None = None,
+        model: Any = None,
+        batch_size: int = 256,
+    ) -> None:
         self.path = Path(model_path)
-        self.model, self.info = load_keras_model(self.path)
+        if info is None:
+            self.model, self.info = load_keras_model(self.path)
+        else:
+            self.model = model if model is not None else load_outside_keras(self.path)
+            self.info = info
+            shape = tuple(self.model.input_shape[1:])
+            if shape != info.preprocessing.shape:
+                raise ModelFormatError(
+                    f"{self.path.name} takes inputs {shape}, not {info.preprocessing.shape} as its description says "
+                    "(check --layout)"
+                )
         self._batch_size = batch_size
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Scores ``(N, classes)`` for float images ``(N, H, W, C)``."""
+        """Scores ``(N, classes)`` for float images (``(N, H, W, C)``, or ``(N, C, H, W)`` for an NCHW model)."""
         images = fitting_images(images, self.info.preprocessing, model=self.path.name)
         chunks = [
-            np.asarray(self.model(images[i : i + self._batch_size], training=False), dtype=np.float32)
+            np.asarray(self.model(images[i : i + self._batch_size], training=False), dtype=np.float32).reshape(
+                min(self._batch_size, len(images) - i), -1
+            )
             for i in range(0, len(images), self._batch_size)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.info.labels)), np.float32)

@@ -24,16 +24,21 @@ from typing import Any
 from edgecnn.build.convert import (
     CalibrationSet,
     ConversionResult,
+    ModelCard,
     converted_quietly,
     converter_for,
     load_calibration,
+    load_source,
     run_converter,
     static_batch_model,
     write_bundle,
 )
+from edgecnn.build.outside import described_by, open_source, outside_info, source_record
+from edgecnn.errors import UsageError
 from edgecnn.model.graph import ModelGraph, read_graph
 from edgecnn.runtime.bundle import check_bundle_output
 from edgecnn.runtime.data import load_labelled, scan_images
+from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress
 
 MORE_CALIBRATION = 4
@@ -149,12 +154,15 @@ def convert_with_gate(
     limit_per_class: int | None = None,
     strict: bool = False,
     target: str | None = None,
+    hints: InputHints | None = None,
+    card: ModelCard | None = None,
     on_progress: Progress | None = None,
 ) -> RecoveryResult:
     """Convert to int8 and, if the model misses ``max_drop`` on ``data``, try the recoveries in order.
 
     Args:
-        model_path: the ``.keras`` model.
+        model_path: the ``.keras`` model (from ``edgecnn train``, or from elsewhere with ``hints``: also ``.h5`` or a
+            SavedModel folder, for which the float-layer attempt is left out: it has no layers to keep in float).
         out: the ``.tflite`` to write when an attempt passes. When none does, the best attempt is written to
             ``<stem>.best-attempt.tflite`` beside it instead, and ``out`` is left alone.
         calibration: calibration images.
@@ -164,27 +172,40 @@ def convert_with_gate(
         limit_per_class: use only the first N images of each class of ``data``.
         target: the target the model is for: an attempt passes only if it runs there, and for targets that
             need full int8 (:data:`INT8_ONLY_TARGETS`) the float-layer and 16x8 attempts are not tried.
+        hints / card: as for :func:`edgecnn.build.convert.convert`.
         on_progress: progress of loading images.
 
     Raises:
-        UsageError: bad options; ModelFormatError: bad model; DatasetError: bad images.
+        UsageError: bad options, or a ``.tflite`` source (recovery re-converts the model it came from);
+        ModelFormatError: bad model; DatasetError: bad images.
     """
     from edgecnn.build.diagnose import layer_errors, rank_suspects
-    from edgecnn.build.keras_model import KerasRunner, import_keras, load_keras_model
+    from edgecnn.build.keras_model import KerasRunner, SavedModelFunction, import_keras
     from edgecnn.evidence.validate import check_gates, compare
     from edgecnn.runtime.interpreter import TFLiteRunner
     from edgecnn.runtime.runners import predict_all
 
     check_gates(max_drop=max_drop, min_agreement=None)
     out_path = check_bundle_output(out, inputs=[model_path, calibration, data])
-    model, info = load_keras_model(model_path)
+    source = open_source(model_path)
+    if source.kind == "tflite":
+        raise UsageError(
+            f"--max-drop recovers by converting {source.name}'s source model again (more calibration, float layers, "
+            "16x8): give the Keras model or SavedModel it came from, or drop --max-drop and check it with "
+            "edgecnn validate"
+        )
+    hints = hints or InputHints()
+    model, described = load_source(source, hints)
     tf, keras = import_keras()
     static = static_batch_model(keras, model)
+    float_bytes = run_converter(tf, static, "none", None, "float32")
+    info = described if described is not None else outside_info(read_graph(float_bytes), source=source, hints=hints)
+    record = source_record(source, info=info, described=described_by(None, hints))
     images = load_labelled(data, info.labels, info.preprocessing, limit_per_class=limit_per_class, strict=strict,
                            on_progress=on_progress)  # fmt: skip
-    reference = KerasRunner(Path(model_path))
+    reference = KerasRunner(source.path, info=info, model=model)
     reference_scores = predict_all(reference, images.images)  # once: every attempt is compared with it
-    float_size = len(run_converter(tf, static, "none", None, "float32"))
+    float_size = len(float_bytes)
     attempts: list[Attempt] = []
     built: list[tuple[bytes, str, CalibrationSet, dict[str, Any]]] = []  # what each attempt wrote, in order
 
@@ -197,8 +218,9 @@ def convert_with_gate(
         def attempt(name: str, detail: str, flatbuffer: bytes, quantization: str, calib: CalibrationSet,
                     extra: dict[str, Any]) -> bool:  # fmt: skip
             path = Path(folder) / f"attempt{len(attempts)}.tflite"
-            write_bundle(path, flatbuffer, info, model_path=Path(model_path), quantization=quantization,
-                         calibration=calib, float_size_bytes=float_size, extra=extra)  # fmt: skip
+            write_bundle(path, flatbuffer, info, model_path=source.path, quantization=quantization,
+                         calibration=calib, float_size_bytes=float_size, extra=extra, source=record,
+                         card=card)  # fmt: skip
             candidate = TFLiteRunner(path)
             try:
                 scores = predict_all(candidate, images.images)
@@ -227,7 +249,7 @@ def convert_with_gate(
                 passed = attempt("int8 (more calibration)", f"{len(calib.images)} calibration images",
                                  convert_int8(calib), "int8", calib, {})  # fmt: skip
         int8_only = target in INT8_ONLY_TARGETS
-        if not passed and not int8_only:
+        if not passed and not int8_only and not isinstance(model, SavedModelFunction):
             layers, _ = layer_errors(model, calib)
             suspects = [l for l in rank_suspects(layers) if l.op not in ("SOFTMAX", "MAX_POOL_2D")]
             for count in range(1, min(MAX_FLOAT_LAYERS, len(suspects)) + 1):
@@ -244,9 +266,9 @@ def convert_with_gate(
     flatbuffer, quantization, calib, extra = built[attempts.index(_chosen(attempts, passed))]
     target = out_path if passed else out_path.with_name(f"{out_path.stem}.best-attempt.tflite")
     summary = {"max_drop": max_drop, "passed": passed, "attempts": [a.to_dict() for a in attempts]}
-    conversion = write_bundle(target, flatbuffer, info, model_path=Path(model_path), quantization=quantization,
+    conversion = write_bundle(target, flatbuffer, info, model_path=source.path, quantization=quantization,
                               calibration=calib, float_size_bytes=float_size,
-                              extra={**extra, "recovery": summary})  # fmt: skip
+                              extra={**extra, "recovery": summary}, source=record, card=card)  # fmt: skip
     return RecoveryResult(conversion, attempts, passed, max_drop, list(images.skipped))
 
 

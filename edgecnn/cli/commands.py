@@ -15,8 +15,10 @@ from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, QUANTIZE_MODES
 from edgecnn.cli import render
 from edgecnn.cli.options import (
     NUMBER,
+    input_options,
     json_flag,
     limit_option,
+    pop_input_options,
     pop_target_options,
     quiet_option,
     seed_option,
@@ -115,10 +117,21 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
     "-t",
     help="Convert for this target and build what it needs (coral: full int8, pre-flight, edgetpu_compiler).",
 )
+@input_options
+@click.option("--name", help="Model name in the TFLite Metadata [MODEL's stem].")
+@click.option("--description", help='Description in the TFLite Metadata ["Image classifier converted by edgecnn"].')
+@click.option("--model-version", help="Model version in the TFLite Metadata [1].")
+@click.option("--author", help="Author in the TFLite Metadata.")
+@click.option("--license", help="License in the TFLite Metadata.")
 @quiet_option
 @json_flag
 def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Convert a trained .keras MODEL to TFLite with a static batch-1 input.
+    """Convert MODEL to TFLite with a static batch-1 input, TFLite Metadata and a sidecar.
+
+    MODEL is a .keras from edgecnn train, or a model trained elsewhere: a .keras or .h5, a SavedModel folder, or a
+    float .tflite from another converter (quantized with ai-edge-quantizer; --quantize none bundles it as it is).
+    What such a model does not carry comes from --labels and --input-range (or --mean/--std, --bgr, --layout),
+    e.g. resnet.h5 with --labels labels.txt --input-range -1,1. Channels-first inputs [1, 3, H, W] are recognised.
 
     With --max-drop and --data, an int8 model that drops more than allowed is recovered automatically: more
     calibration images, then the worst layers kept in float (fewest first), then 16-bit activations. Exit 1
@@ -131,12 +144,24 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
     \b
     Examples:
       edgecnn convert model.keras --out model_int8.tflite --calibration photos/train
+      edgecnn convert model.keras --out model_app.tflite --calibration photos/train --io uint8 --name digits
       edgecnn convert model.keras --out model_gated.tflite --calibration photos/train --max-drop 1 --data photos/test
       edgecnn convert model.keras --out model_coral.tflite --calibration photos/train --target coral --io uint8
+      edgecnn convert model.keras --out model_float.tflite --quantize none
+      edgecnn convert model_float.tflite --out model_float_int8.tflite --calibration photos/train --input-range 0,1
     """
+    from edgecnn.build.convert import ModelCard
     from edgecnn.build.for_target import convert_for_target
 
-    result = convert_for_target(model, out, on_progress=stage_progress(quiet), **options)
+    hints = pop_input_options(options)
+    card = ModelCard(
+        name=options.pop("name"),
+        description=options.pop("description"),
+        version=options.pop("model_version"),
+        author=options.pop("author"),
+        license=options.pop("license"),
+    )
+    result = convert_for_target(model, out, hints=hints, card=card, on_progress=stage_progress(quiet), **options)
     finish(result, as_json=as_json, text=render.target_conversion)
 
 
@@ -227,6 +252,7 @@ def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: b
 @click.option(
     "--calibration", type=click.Path(), help="Calibration images: adds the per-layer error chart to --report."
 )
+@input_options
 @target_options
 @quiet_option
 @json_flag
@@ -238,6 +264,10 @@ def validate(data: str, reference: str, candidate: str, quiet: bool, as_json: bo
     report.html (implies --stages; --calibration adds the per-layer errors), --junit the gates as JUnit XML,
     --json-out the JSON document: all also when a gate fails.
 
+    Labels and preprocessing come from the candidate's sidecar, else its TFLite Metadata, else --labels and
+    --input-range (or --mean/--std); a reference from elsewhere (any Keras model or float .tflite) is fed like
+    the candidate.
+
     \b
     Examples:
       edgecnn validate --reference model.keras --candidate model_int8.tflite photos/test --max-drop 1.0
@@ -248,7 +278,10 @@ def validate(data: str, reference: str, candidate: str, quiet: bool, as_json: bo
     from edgecnn.workflows.validate import validate as run_validation
 
     target = make_target(options)
-    result = run_validation(reference, candidate, data, target=target, on_progress=stage_progress(quiet), **options)
+    hints = pop_input_options(options)
+    result = run_validation(
+        reference, candidate, data, target=target, hints=hints, on_progress=stage_progress(quiet), **options
+    )
     finish(result, as_json=as_json, text=render.validation)
 
 
@@ -284,21 +317,27 @@ def demo(out: str, epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", "k", default=3, show_default=True, help="Classes shown per image.")
 @strict_option
+@input_options
 @target_options
 @quiet_option
 @json_flag
 def run(model: str, inputs: tuple[str, ...], quiet: bool, as_json: bool, **options: Any) -> None:
-    """Classify images (files or folders) with MODEL, using its sidecar's labels and preprocessing.
+    """Classify images (files or folders) with MODEL.
+
+    Labels and preprocessing come from MODEL's sidecar, else its TFLite Metadata, else --labels and
+    --input-range (or --mean/--std); sources that disagree are an error (exit 2).
 
     \b
     Examples:
       edgecnn run model_int8.tflite photos/test --top-k 3
       edgecnn run --target micro model_int8.tflite photos/test --json
+      edgecnn run model_float_int8.tflite photos/test --input-range 0,1
     """
     from edgecnn.workflows.run import classify
 
     target = make_target(options)
-    result = classify(model, list(inputs), target=target, on_progress=stage_progress(quiet), **options)
+    hints = pop_input_options(options)
+    result = classify(model, list(inputs), target=target, hints=hints, on_progress=stage_progress(quiet), **options)
     finish(result, as_json=as_json, text=render.predictions)
 
 
@@ -343,6 +382,27 @@ def check(model: str, as_json: bool, min_tpu_share: float | None, **options: Any
 
     report = check_model(model, make_target(options, min_tpu_share=min_tpu_share))
     finish(report, as_json=as_json, text=render.check_report)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@json_flag
+def inspect(model: str, as_json: bool) -> None:
+    """Describe any .tflite MODEL without running it: a text Netron. No sidecar or interpreter needed.
+
+    The file (size, SHA-256, description, schema version), every input and output (shape, dtype, quantization
+    per tensor or per channel), the operators by kind with their counts and versions (custom ones flagged), the
+    weights and multiply-accumulates per inference, the image input's layout (NHWC or NCHW), and the TFLite
+    Metadata when the file carries some. Exit 2 when MODEL is not a readable TFLite model.
+
+    \b
+    Examples:
+      edgecnn inspect model_int8.tflite
+      edgecnn inspect model_int8.tflite --json
+    """
+    from edgecnn.model.inspect import inspect_model
+
+    finish(inspect_model(model), as_json=as_json, text=render.inspection)
 
 
 @click.command()
@@ -420,5 +480,5 @@ def agent() -> None:
     serve_stdio()
 
 
-COMMANDS = (train, convert, diagnose, finetune, validate, demo, run, targets, check, bench, export, agent)
+COMMANDS = (train, convert, diagnose, finetune, validate, demo, run, targets, check, inspect, bench, export, agent)
 """Every command, in the order ``edgecnn --help`` lists them."""

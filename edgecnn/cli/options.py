@@ -49,6 +49,24 @@ class Size(click.ParamType):
         return size
 
 
+class Numbers(click.ParamType):
+    """Comma-separated finite numbers: ``0.5`` or ``0.485,0.456,0.406``; ``count`` fixes how many."""
+
+    name = "numbers"
+
+    def __init__(self, count: int | None = None) -> None:
+        self.count = count
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        numbers = tuple(NUMBER.convert(part.strip(), param, ctx) for part in str(value).split(",") if part.strip())
+        if not numbers or (self.count is not None and len(numbers) != self.count):
+            wanted = f"{self.count} comma-separated numbers" if self.count else "comma-separated numbers"
+            self.fail(f"{value!r} is not {wanted}", param, ctx)
+        return numbers
+
+
 NUMBER = FiniteFloat()
 SIZE = Size()
 
@@ -141,6 +159,39 @@ TARGET_OPTIONS = (
     "benchmark_binary",
     "delegate",
 )
+
+
+def input_options(f: F) -> F:
+    """What a model from elsewhere cannot say about its input: labels, pixel range or mean/std, BGR, layout."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--labels", type=click.Path(), metavar="FILE", help="Class names, one per line in output order."
+            ),
+            click.option(
+                "--input-range",
+                type=Numbers(2),
+                metavar="LOW,HIGH",
+                help="Pixels 0..255 map linearly onto LOW..HIGH (0,1 / -1,1 / 0,255).",
+            ),
+            click.option("--mean", type=Numbers(), metavar="M[,M,M]", help="Per-channel mean, 0..1 pixel scale."),
+            click.option("--std", type=Numbers(), metavar="S[,S,S]", help="Per-channel std, 0..1 pixel scale."),
+            click.option("--bgr", is_flag=True, help="Feed colour channels in BGR order (default RGB)."),
+            click.option(
+                "--layout",
+                type=click.Choice(["NHWC", "NCHW"], case_sensitive=False),
+                help="Input layout [recognised from the input shape].",
+            ),
+        ],
+    )
+
+
+def pop_input_options(options: dict[str, Any]) -> Any:
+    """Take the :func:`input_options` out of ``options`` as one checked ``InputHints``."""
+    from edgecnn.runtime.hints import make_hints
+
+    return make_hints(**{name: options.pop(name) for name in ("labels", "input_range", "mean", "std", "bgr", "layout")})
 
 
 def pop_target_options(options: dict[str, Any]) -> dict[str, Any]:

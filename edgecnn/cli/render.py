@@ -67,6 +67,12 @@ def conversion(result: ConversionResult) -> str:
     calibration = result.info.extra.get("calibration")
     if calibration:
         lines.append(f"calibration: {calibration['num_images']} images (fingerprint {calibration['fingerprint'][:12]})")
+    source = result.info.extra.get("source") or {}
+    if "described_by" in source:  # a model from elsewhere: say where its labels and preprocessing came from
+        lines.append(
+            f"source: {source['model']} ({source['format']}, sha256 {source['sha256'][:12]}); labels and "
+            f"preprocessing from {' and '.join(source['described_by']) or 'nothing'}"
+        )
     return "\n".join(lines + skipped_lines(result.skipped))
 
 
@@ -182,6 +188,12 @@ def bench_result(result: Any) -> str:
         f"mean {_ms(ms['mean'])} (std {_ms(ms['std'])})",
         f"throughput: {result.throughput:.1f} images/s",
     ]
+    # A model without a sidecar: each input tensor and the range its random values came from.
+    for t in result.input_tensors:
+        span = f"[{t['low']:g}, {t['high']:g})" if t["dtype"].startswith("float") else f"{t['low']:g}..{t['high']:g}"
+        values = f"{span} ({t['source']})" if "low" in t else t["source"]
+        name = str(t["name"]) if str(t["name"]).isprintable() else ascii(str(t["name"]))[1:-1]  # names from the file
+        lines.append(f"input {name} {t['dtype']} {t['shape']}: {values}")
     return "\n".join(lines + skipped_lines(result.skipped))
 
 
@@ -291,3 +303,90 @@ def micro_export(result: Any) -> str:
             f"{budget['ram_bytes']:,} bytes ({verdict(budget['ram_fits'])})"
         )
     return "\n".join(lines)
+
+
+def inspection(result: Any) -> str:
+    """``edgecnn inspect``: the file, its inputs and outputs, operators, weights and MACs, then its metadata."""
+    from edgecnn.units import fmt_bytes, fmt_int
+
+    def table(rows: list[list[str]], right: tuple[int, ...] = ()) -> list[str]:
+        """Rows as aligned columns (those in ``right`` aligned right), indented under their section title."""
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return [
+            "  " + "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in rows
+        ]
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    def safe(text: str) -> str:
+        """A string from the file, with control characters escaped: a name must not move the cursor or recolour
+        the terminal, nor break a table row."""
+        return text if text.isprintable() else ascii(text)[1:-1]
+
+    def shape(t: Any) -> str:
+        text = f"[{', '.join(map(str, t.shape))}]"
+        return f"{text} (signature [{', '.join(map(str, t.signature))}])" if t.dynamic else text
+
+    def quantization(q: Any) -> str:
+        if q is None:
+            return "none"
+        if q.per_channel:
+            return f"per-channel: {q.scales} scales, axis {q.axis}"
+        return f"scale {q.scale:.6g}, zero point {q.zero_point}"
+
+    def value(key: str, v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {value(k, x)}" for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            shown = ", ".join(value(key, x) for x in v[:10]) + (f", … (+{len(v) - 10} more)" if len(v) > 10 else "")
+            return f"{len(v)}: {shown}" if key == "labels" else shown
+        return f"{v:g}" if isinstance(v, float) else safe(str(v))
+
+    subgraphs = plural(result.subgraphs, "subgraph") + ("" if result.subgraphs == 1 else " (figures are subgraph 0's)")
+    about = [
+        ["size", fmt_bytes(result.size_bytes)],
+        ["sha256", result.sha256],
+        ["description", safe(result.description) or "none"],
+        ["schema", f"version {result.schema_version}, {subgraphs}"],
+    ]
+    if result.sidecar is not None:
+        about.append(["sidecar", f"{result.sidecar} (edgecnn bundle)"])
+    lines = [f"model {result.path}", *table(about)]
+
+    for title, tensors, is_input in (("inputs", result.inputs, True), ("outputs", result.outputs, False)):
+        rows = [["#", "name", "shape", "dtype", "quantization"] + (["layout"] if is_input else [])]
+        for i, t in enumerate(tensors):
+            row = [str(i), safe(t.name), shape(t), t.dtype, quantization(t.quantization)]
+            rows.append([*row, t.layout or ""] if is_input else row)
+        lines += ["", f"{title} ({len(tensors)})", *table(rows, right=(0,))]
+
+    kinds = result.operators
+    rows = [["operator", "count", "versions", "MACs", ""]]
+    for k in kinds:
+        versions = ", ".join(f"v{v}" for v in k.versions)
+        macs = fmt_int(k.macs) if k.macs else ""
+        rows.append([safe(k.name), str(k.count), versions, macs, "custom" if k.custom else ""])
+    lines += ["", f"operators ({plural(len(kinds), 'kind')}, {result.operator_count} in all)"]
+    lines += table(rows, right=(1, 3))
+
+    p = result.parameters
+    dtypes = ", ".join(f"{dtype} {fmt_int(n)}" for dtype, n in p.dtypes.items())
+    per_channel = f"; {p.per_channel} per-channel" if p.per_channel else ""
+    weights = f"{fmt_int(p.values)} values in {plural(p.tensors, 'tensor')} ({dtypes}{per_channel})"
+    summary = [
+        ["parameters", f"{weights}, {fmt_bytes(p.bytes)}" if p.tensors else "none"],
+        ["MACs", f"{fmt_int(result.macs)} per inference"],
+        ["layout", f"{result.layout} (first 4-D input, guessed)" if result.layout else "no 4-D input"],
+    ]
+    lines += ["", "summary", *table(summary)]
+
+    if result.metadata_error:
+        lines += ["", f"metadata: unreadable ({safe(result.metadata_error)})"]
+    elif result.metadata:
+        rows = [[key, value(key, v)] for key, v in result.metadata.items() if v not in (None, "", [], {})]
+        lines += ["", "metadata (TFLite Metadata)", *(table(rows) if rows else ["  empty"])]
+    else:
+        lines += ["", "metadata: none"]
+    return "\n".join(line.rstrip() for line in lines)

@@ -34,7 +34,8 @@ from typing import Any
 
 from edgecnn.errors import ModelFormatError
 
-_FIX = "re-run edgecnn convert"
+FIX = "it is truncated or corrupt, or not a TFLite model: export or copy it again"
+_FIX = FIX
 _IDENTIFIER = b"TFL3"
 
 # Field slots of the schema's tables (schema.fbs), in declaration order.

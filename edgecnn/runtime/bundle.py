@@ -149,13 +149,26 @@ def read_tflite_info(model_path: str | os.PathLike[str]) -> ModelInfo:
     Raises:
         ModelFormatError: the sidecar is missing or invalid, or was written for other model bytes.
     """
+    info = sidecar_info(model_path)
+    if info is None:
+        side = sidecar_path(model_path)
+        raise ModelFormatError(
+            f"{model_path} has no sidecar {side.name} (labels and preprocessing): give them with --labels and "
+            "--input-range (or --mean/--std), or convert the model with edgecnn convert, which writes both"
+        )
+    return info
+
+
+def sidecar_info(model_path: str | os.PathLike[str]) -> ModelInfo | None:
+    """Read and verify the sidecar of a ``.tflite`` model; None when it has none (a model from elsewhere).
+
+    Raises:
+        ModelFormatError: the model is missing, or the sidecar is invalid or was written for other model bytes.
+    """
     model = check_model_file(model_path, suffixes=(".tflite",))
     side = sidecar_path(model)
     if not side.is_file():
-        raise ModelFormatError(
-            f"{model} has no sidecar {side.name} (labels and preprocessing): "
-            "convert the model with edgecnn convert, which writes both"
-        )
+        return None
     info = _parse_info(side.read_bytes(), side, _CONVERT_FIX)
     actual = sha256_file(model)
     if info.model_sha256 != actual:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, UsageError
-from edgecnn.runtime.bundle import ModelInfo, check_model_file, read_tflite_info
+from edgecnn.runtime.bundle import ModelInfo, check_model_file, read_tflite_info, sidecar_info, sidecar_path
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.quant import QuantParams, dequantize, quantize
@@ -60,10 +60,29 @@ def load_interpreter(
         with captured_native_stderr():
             interpreter = module.Interpreter(**options)
             interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - whatever the runtime raises on a bad file is a refused model
+        reason = first_line(exc)
         raise ModelLoadError(_load_failure(model, reason, delegated=bool(delegates)), reason=reason) from None
     return interpreter
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what one-line errors quote."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _io_details(interpreter: Any, model: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The interpreter's input and output details.
+
+    Raises:
+        ModelLoadError: the runtime cannot describe them (a tensor name that is not UTF-8 in a corrupt file...).
+    """
+    try:
+        return interpreter.get_input_details(), interpreter.get_output_details()
+    except Exception as exc:  # noqa: BLE001 - whatever the runtime raises on a bad file is a refused model
+        reason = first_line(exc)
+        raise ModelLoadError(_load_failure(model, reason, delegated=False), reason=reason) from None
 
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -82,11 +101,17 @@ def _load_failure(model: Path, reason: str, *, delegated: bool) -> str:
             f"{model} is compiled for the Edge TPU ({EDGETPU_CUSTOM_OP}) and runs only through the Edge TPU "
             "delegate: use --target coral, or run the uncompiled model here"
         )
-    return f"{model} is not a valid TFLite model ({reason}): re-run edgecnn convert"
+    # A bundle is edgecnn's to rebuild; a model from elsewhere is the user's file to check.
+    fix = "re-run edgecnn convert" if sidecar_path(model).is_file() else "check that it is a complete .tflite file"
+    return f"{model} is not a valid TFLite model ({reason}): {fix}"
 
 
 class TFLiteRunner:
     """Runs a ``.tflite`` model on preprocessed float images, batched, and returns float scores.
+
+    With ``require_sidecar=False`` it also takes a model that has no sidecar (a model from another converter, with
+    any number of inputs and outputs): :attr:`info` is then None, and the model is fed tensor by tensor
+    (:meth:`set_tensors`), as a benchmark does; :meth:`predict`, which needs labels and preprocessing, refuses it.
 
     Args:
         model_path: the ``.tflite`` model; its sidecar supplies labels and preprocessing.
@@ -96,9 +121,11 @@ class TFLiteRunner:
         max_batch: largest batch handed to the interpreter at once.
         runtime: force one interpreter package.
         delegates: delegates to apply (see :func:`load_interpreter`).
+        require_sidecar: refuse a model without a sidecar (what classifying images needs).
 
     Raises:
-        ModelFormatError: the model is not a TFLite model, or does not match its sidecar.
+        ModelFormatError: the model is not a TFLite model, or does not match its sidecar (or has none, when
+            ``require_sidecar``).
     """
 
     def __init__(
@@ -111,9 +138,10 @@ class TFLiteRunner:
         max_batch: int = 64,
         runtime: str | None = None,
         delegates: Sequence[Any] = (),
+        require_sidecar: bool = True,
     ) -> None:
         self.path = Path(model_path)
-        self.info: ModelInfo = read_tflite_info(self.path)
+        self.info: ModelInfo | None = read_tflite_info(self.path) if require_sidecar else sidecar_info(self.path)
         self.runtime, _ = runtime_module(runtime)
         self._interpreter = load_interpreter(
             self.path,
@@ -123,49 +151,62 @@ class TFLiteRunner:
             runtime=runtime,
             delegates=delegates,
         )
-        inputs = self._interpreter.get_input_details()
-        outputs = self._interpreter.get_output_details()
+        self._inputs, outputs = _io_details(self._interpreter, self.path)
+        if self.info is not None:
+            self._check_sidecar(self.info, self._inputs, outputs)
+        # Shapes as allocated at load: dynamic dimensions are 1 there. Batches resize the first dimension only.
+        self._shapes = [[int(v) for v in d["shape"]] for d in self._inputs]
+        self._input = self._inputs[0] if self._inputs else None
+        self._output = outputs[0] if outputs else None
+        self.input_params = QuantParams.from_tensor_details(self._input) if self._input else None
+        self.output_params = QuantParams.from_tensor_details(self._output) if self._output else None
+        first = self._shapes[0] if self._shapes else []
+        self._batch = int(first[0]) if first else 1
+        self._max_batch = max(1, max_batch)
+        self._batching = True
+
+    def _check_sidecar(self, info: ModelInfo, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
+        """The sidecar must describe the graph the interpreter loaded: one image input, one score output."""
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelFormatError(
                 f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs: edgecnn runs image classifiers "
                 "with one image input and one score output"
             )
-        self._input, self._output = inputs[0], outputs[0]
-        self.input_params = QuantParams.from_tensor_details(self._input)
-        self.output_params = QuantParams.from_tensor_details(self._output)
-        shape = [int(v) for v in self._input["shape"]]
-        if shape != list(self.info.input_shape) or self.input_params.dtype != self.info.input.dtype:
+        shape = [int(v) for v in inputs[0]["shape"]]
+        dtype = QuantParams.from_tensor_details(inputs[0]).dtype
+        if shape != list(info.input_shape) or dtype != info.input.dtype:
             raise ModelFormatError(
-                f"input of {self.path.name} is {self.input_params.dtype} {shape} but its sidecar says "
-                f"{self.info.input.dtype} {list(self.info.input_shape)}: the sidecar belongs to another model; "
+                f"input of {self.path.name} is {dtype} {shape} but its sidecar says "
+                f"{info.input.dtype} {list(info.input_shape)}: the sidecar belongs to another model; "
                 "re-run edgecnn convert"
             )
-        classes = int(self._output["shape"][-1])
-        if classes != len(self.info.labels):
+        classes = int(outputs[0]["shape"][-1])
+        if classes != len(info.labels):
             raise ModelFormatError(
-                f"{self.path.name} outputs {classes} scores but its sidecar lists {len(self.info.labels)} labels: "
+                f"{self.path.name} outputs {classes} scores but its sidecar lists {len(info.labels)} labels: "
                 "re-run edgecnn convert"
             )
-        self._batch = int(shape[0])
-        self._max_batch = max(1, max_batch)
-        self._batching = True
+
+    def _resize_inputs(self, size: int | None) -> None:
+        """Allocate every input with ``size`` as its first dimension (None: the shapes the model loaded with)."""
+        with captured_native_stderr():
+            for details, shape in zip(self._inputs, self._shapes):
+                if shape:
+                    wanted = shape if size is None else [size, *shape[1:]]
+                    self._interpreter.resize_tensor_input(details["index"], wanted, strict=False)
+            self._interpreter.allocate_tensors()
 
     def _set_batch(self, size: int) -> bool:
-        """Resize the input to ``size`` images; False (and batch 1 from then on) if the graph cannot."""
+        """Resize the inputs to ``size`` images; False (and batch 1 from then on) if the graph cannot."""
         if size == self._batch:
             return True
-        shape = [size, *self.info.input_shape[1:]]
         try:
-            with captured_native_stderr():
-                self._interpreter.resize_tensor_input(self._input["index"], shape, strict=False)
-                self._interpreter.allocate_tensors()
+            self._resize_inputs(size)
         except (RuntimeError, ValueError):
             # Some graphs hard-code batch 1 (a RESHAPE to [1, K]): run them one image at a time.
             self._batching = False
-            with captured_native_stderr():
-                self._interpreter.resize_tensor_input(self._input["index"], self.info.input_shape, strict=False)
-                self._interpreter.allocate_tensors()
-            self._batch = int(self.info.input_shape[0])
+            self._resize_inputs(None)
+            self._batch = int(self._shapes[0][0]) if self._shapes and self._shapes[0] else 1
             return False
         self._batch = size
         return True
@@ -173,6 +214,7 @@ class TFLiteRunner:
     def _invoke(self, chunk: np.ndarray) -> np.ndarray:
         self.set_input(chunk)
         self.invoke()
+        assert self._output is not None and self.output_params is not None  # a bundle has one output
         return dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_params)
 
     @property
@@ -181,7 +223,7 @@ class TFLiteRunner:
         return self._batch
 
     def resize(self, batch: int) -> None:
-        """Allocate the interpreter for ``batch`` images per :meth:`invoke`.
+        """Allocate the interpreter for ``batch`` images (first dimension of every input) per :meth:`invoke`.
 
         Raises:
             UsageError: the graph hard-codes its batch size (only batch 1 works).
@@ -191,13 +233,36 @@ class TFLiteRunner:
         if not self._set_batch(batch):
             raise UsageError(f"{self.path.name} only runs one image at a time (its graph fixes batch 1): use --batch 1")
 
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of the input tensors as currently allocated, in input order."""
+        return [tuple(int(v) for v in d["shape"]) for d in self._interpreter.get_input_details()]
+
     def set_input(self, images: np.ndarray) -> None:
         """Quantize preprocessed float images (as many as the current :attr:`batch`) into the input tensor."""
+        if self.input_params is None or self._input is None:
+            raise UsageError(f"{self.path.name} has no input tensor")
         self._interpreter.set_tensor(self._input["index"], quantize(images, self.input_params))
 
+    def set_tensors(self, arrays: Sequence[np.ndarray]) -> None:
+        """Set every input tensor to raw values of its own dtype and current shape, in input order."""
+        for details, values in zip(self._inputs, arrays):
+            self._interpreter.set_tensor(details["index"], values)
+
     def invoke(self) -> None:
-        """Run the model once on the input tensor as it stands (what a latency benchmark times)."""
-        self._interpreter.invoke()
+        """Run the model once on the input tensors as they stand (what a latency benchmark times).
+
+        Raises:
+            ModelFormatError: the runtime failed running it (a bad index among random inputs...).
+        """
+        try:
+            self._interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:
+            hint = (
+                ": an input may need values edgecnn cannot guess without a sidecar (indices, lengths)"
+                if self.info is None
+                else ""
+            )
+            raise ModelFormatError(f"{self.path.name} failed while running ({first_line(exc)}){hint}") from None
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Scores for preprocessed images.
@@ -210,8 +275,10 @@ class TFLiteRunner:
 
         Raises:
             UsageError: the images do not have the model's input shape.
+            ModelFormatError: the model has no sidecar (no labels, no preprocessing).
         """
-        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
+        info = self.info if self.info is not None else read_tflite_info(self.path)  # raises the missing sidecar
+        images = fitting_images(images, info.preprocessing, model=self.path.name)
         results = []
         start = 0
         while start < len(images):
@@ -221,7 +288,7 @@ class TFLiteRunner:
             results.append(self._invoke(images[start : start + size]))
             start += size
         if not results:
-            return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+            return np.zeros((0, len(info.labels)), dtype=np.float32)
         return np.concatenate(results).reshape(len(images), -1)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ _RESAMPLE = {
     "area": Image.Resampling.BOX,
 }
 _MODES = {1: "L", 3: "RGB"}
+LAYOUTS = ("NHWC", "NCHW")
 
 
 class ImageReadError(Exception):
@@ -33,7 +34,8 @@ class ImageReadError(Exception):
 class Preprocessing:
     """How pixels become model inputs: resize to ``height`` x ``width``, convert to ``channels``, scale.
 
-    The value fed to the model is ``(pixel / 255 - mean) / std`` per channel, as float32 in NHWC layout.
+    The value fed to the model is ``(pixel / 255 - mean) / std`` per channel, as float32, channels in RGB order
+    (BGR with ``bgr``) and laid out as the model's input is: ``NHWC`` (TensorFlow) or ``NCHW`` (PyTorch exports).
 
     Attributes:
         height: model input height in pixels.
@@ -42,6 +44,8 @@ class Preprocessing:
         resize: Pillow resampling filter: nearest, bilinear, bicubic or area.
         mean: per-channel mean subtracted after scaling to [0, 1] (one value or one per channel).
         std: per-channel divisor applied after the mean.
+        bgr: feed the colour channels in BGR order (OpenCV- and Caffe-trained models).
+        layout: ``NHWC`` (channels last) or ``NCHW`` (channels first, as PyTorch exports).
     """
 
     height: int
@@ -50,6 +54,8 @@ class Preprocessing:
     resize: str = "bilinear"
     mean: tuple[float, ...] = field(default=(0.0,))
     std: tuple[float, ...] = field(default=(1.0,))
+    bgr: bool = False
+    layout: str = "NHWC"
 
     def __post_init__(self) -> None:
         # Store floats, so equal specs give equal fingerprints whether built from (0,) or (0.0,).
@@ -67,10 +73,17 @@ class Preprocessing:
                 raise ValueError(f"{name} needs 1 or {self.channels} values, not {len(values)}")
         if any(s == 0 for s in self.std):
             raise ValueError("std must not be zero")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be NHWC or NCHW, not {self.layout!r}")
+        if self.bgr and self.channels != 3:
+            raise ValueError("BGR channel order needs 3 channels")
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The (height, width, channels) of one preprocessed image."""
+        """The shape of one preprocessed image as the model takes it: (height, width, channels), or
+        (channels, height, width) for an NCHW model."""
+        if self.layout == "NCHW":
+            return (self.channels, self.height, self.width)
         return (self.height, self.width, self.channels)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +91,11 @@ class Preprocessing:
         data = asdict(self)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        # Written only when set, so the metadata (and fingerprints) of RGB NHWC models stay as they always were.
+        if not self.bgr:
+            del data["bgr"]
+        if self.layout == "NHWC":
+            del data["layout"]
         return data
 
     @classmethod
@@ -90,6 +108,8 @@ class Preprocessing:
             resize=str(data["resize"]),
             mean=tuple(float(v) for v in data["mean"]),
             std=tuple(float(v) for v in data["std"]),
+            bgr=bool(data.get("bgr", False)),
+            layout=str(data.get("layout", "NHWC")),
         )
 
     def fingerprint(self) -> str:
@@ -108,19 +128,27 @@ def to_array(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     image = image.convert(_MODES[spec.channels])
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resize])
-    return scale_pixels(np.asarray(image, dtype=np.float32).reshape(spec.shape), spec)
+    pixels = np.asarray(image, dtype=np.float32).reshape(spec.height, spec.width, spec.channels)
+    return scale_pixels(pixels, spec)
 
 
 def scale_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """Pixel values 0..255 (any leading dimensions, channels last) as model inputs: ``(pixel / 255 - mean) / std``.
+    """RGB pixel values 0..255 (any leading dimensions, then height, width, channels) as model inputs:
+    ``(pixel / 255 - mean) / std``, then in BGR order and channels first when the model wants them so.
 
     float32 throughout, in this order, so every caller (image files, a benchmark's random pixels) gets the same
-    values for the same pixels.
+    values for the same pixels. ``mean`` and ``std`` are in the model's channel order (as the model was trained).
     """
-    array = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+    array = np.asarray(pixels, dtype=np.float32)
+    if spec.bgr:
+        array = array[..., ::-1]
+    array = array / np.float32(255.0)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    return (array - mean) / std
+    array = (array - mean) / std
+    if spec.layout == "NCHW":
+        array = np.moveaxis(array, -1, -3)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:

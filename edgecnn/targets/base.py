@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from edgecnn.runtime.bench import BenchPlan, BenchResult, time_model
+from edgecnn.runtime.bench import BenchPlan, BenchResult, Timed, time_model
 from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.runners import Runner
 
@@ -87,7 +87,11 @@ class Target(ABC):
 
     @abstractmethod
     def check(self, model: Path) -> list[Finding]:
-        """Compatibility and budget findings for a ``.tflite`` bundle; no side effects."""
+        """Compatibility and budget findings for a ``.tflite`` model; no side effects.
+
+        A model without a sidecar (from another converter) is checked from its graph: findings that would need
+        its labels or preprocessing say they are unknown, and nothing refuses it for lacking a sidecar.
+        """
 
     def inspect(self, model: Path) -> tuple[list[Finding], dict[str, Any]]:
         """:meth:`check`'s findings and the structured details behind them (``edgecnn check --json``)."""
@@ -111,6 +115,14 @@ class Target(ABC):
     def open(self, model: Path) -> Runner:
         """A runner for the bundle on this target: preprocessed float images in, dequantized scores out."""
 
+    def open_timed(self, model: Path) -> Timed:
+        """What :meth:`bench` times: a runner like :meth:`open`'s that, on targets running the model in this
+        process, also takes a model without a sidecar (fed random values in every input tensor).
+
+        The default is :meth:`open`.
+        """
+        return self.open(model)  # type: ignore[return-value]
+
     threads: int | None = None
 
     bench_note: ClassVar[str | None] = None
@@ -119,11 +131,11 @@ class Target(ABC):
     def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         """Latency and throughput of the bundle on this target (see :mod:`edgecnn.runtime.bench`).
 
-        The default times the runner :meth:`open` gives, in this process, with the one benchmark protocol
+        The default times the runner :meth:`open_timed` gives, in this process, with the one benchmark protocol
         (:func:`~edgecnn.runtime.bench.time_model`); targets that run on another device override it.
         """
         return time_model(
-            lambda: self.open(model),  # type: ignore[arg-type, return-value]
+            lambda: self.open_timed(model),
             plan,
             target=self.where,
             model=str(model),

@@ -1,5 +1,9 @@
 """What every target that runs a ``.tflite`` in a CPU interpreter shares (host, rpi, android): the findings about
-the bundle, its graph, and whether the runtime loads it."""
+the bundle, its graph, and whether the runtime loads it.
+
+A model without a sidecar (from another converter, with any number of inputs and outputs) is described from its
+graph (:mod:`edgecnn.targets.facts`); it is checked the same way otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +12,41 @@ from pathlib import Path
 
 from edgecnn.errors import ModelFormatError, ModelLoadError
 from edgecnn.model.graph import ModelGraph, read_graph
-from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.interpreter import EDGETPU_CUSTOM_OP, TFLiteRunner
 from edgecnn.targets.base import Finding
+from edgecnn.targets.facts import ModelFacts, io_finding, model_facts, printable
 
 
 def _ops_line(graph: ModelGraph) -> str:
     return ", ".join(f"{op}×{n}" if n > 1 else op for op, n in graph.ops.items())
 
 
+def _model_finding(facts: ModelFacts, graph: ModelGraph) -> Finding:
+    """The model's size, quantization, I/O and labels (a model without a sidecar: every input and output)."""
+    if facts.info is None:
+        described = f"{facts.quantization_text}, {facts.io_text}, {facts.labels_text}"
+        return Finding("info", "model", f"{graph.size_bytes:,} bytes, {described}")
+    inp, out = graph.inputs[0], graph.outputs[0]
+    return Finding(
+        "info",
+        "model",
+        f"{graph.size_bytes:,} bytes, quantization {facts.quantization}, input {inp.dtype} "
+        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {facts.labels_text}",
+    )
+
+
 def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, batch_note: str = "") -> list[Finding]:
-    """Findings every CPU runtime target shares: the bundle, the graph, and whether the runtime loads it.
+    """Findings every CPU runtime target shares: the model, the graph, and whether the runtime loads it.
 
     Raises:
-        ModelFormatError: the file is not a TFLite model, or has no valid sidecar (bad input, not a finding).
+        ModelFormatError: the file is not a TFLite model, or has an invalid sidecar (bad input, not a finding).
     """
-    info = read_tflite_info(model)
+    facts = model_facts(model)
     graph = read_graph(model)
-    inp, out = graph.inputs[0], graph.outputs[0]
-    findings = [
-        Finding(
-            "info",
-            "model",
-            f"{graph.size_bytes:,} bytes, quantization {info.quantization}, input {inp.dtype} "
-            f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {len(info.labels)} labels",
-        ),
-        Finding("info", "operations", _ops_line(graph)),
-    ]
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        findings.append(
-            Finding(
-                "error",
-                "io",
-                f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs: edgecnn runs image classifiers with "
-                "one image input and one score output",
-            )
-        )
+    findings = [_model_finding(facts, graph), Finding("info", "operations", _ops_line(graph))]
+    io = io_finding(facts, takes="check and bench (random inputs)")
+    if io is not None:
+        findings.append(io)
     flex = sorted(op for op in graph.ops if op.startswith("Flex"))
     if flex:
         findings.append(
@@ -54,17 +57,19 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
                 "interpreters lack: convert with builtin ops only (edgecnn convert does)",
             )
         )
-    if inp.dynamic:
-        findings.append(
-            Finding(
-                "warning",
-                "dynamic-shape",
-                f"input shape signature {list(inp.signature)} is dynamic: it adds shape ops, and tflite-runtime "
-                "does not apply XNNPACK to it; convert with a static batch-1 input (edgecnn convert does)" + batch_note,
+    for inp in graph.inputs:
+        if inp.dynamic:
+            findings.append(
+                Finding(
+                    "warning",
+                    "dynamic-shape",
+                    f"{_which(inp.name, graph)}shape signature {list(inp.signature)} is dynamic: it adds shape ops, "
+                    "and tflite-runtime does not apply XNNPACK to it; convert with a static batch-1 input (edgecnn "
+                    "convert does)" + batch_note,
+                )
             )
-        )
     try:
-        runner = TFLiteRunner(model, num_threads=threads, runtime=runtime)
+        runner = TFLiteRunner(model, num_threads=threads, runtime=runtime, require_sidecar=False)
     except ModelLoadError as exc:
         custom = re.search(r"unresolved custom op: ([\w.-]+?)\.?$", exc.reason, flags=re.IGNORECASE)
         if custom and custom.group(1) == EDGETPU_CUSTOM_OP:
@@ -82,6 +87,11 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
         findings.append(Finding("info", "runtime", f"loads in {runner.runtime} with {_threads_text(threads)}"))
         runner.close()
     return findings
+
+
+def _which(name: str, graph: ModelGraph) -> str:
+    """``input `` for a model's only input (as bundles' findings always said), ``input NAME `` among several."""
+    return "input " if len(graph.inputs) == 1 else f"input {printable(name)} "
 
 
 def _threads_text(threads: int | None) -> str:

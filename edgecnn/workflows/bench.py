@@ -1,4 +1,9 @@
-"""``edgecnn bench``: a model's latency and throughput on a target, with random inputs or real images."""
+"""``edgecnn bench``: a model's latency and throughput on a target, with random inputs or real images.
+
+Any ``.tflite`` works: a model without a sidecar (from another converter, any number of inputs and outputs) is
+timed on random values of each input's own type and range (:mod:`edgecnn.runtime.bench`). Real images need the
+model's preprocessing, which only a sidecar gives, so ``--images`` with such a model is refused (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgecnn.errors import UsageError
-from edgecnn.runtime.bench import BenchPlan, BenchResult, check_counts
-from edgecnn.runtime.bundle import check_model_file, read_tflite_info
+from edgecnn.model.flatbuffer import read_flatbuffer
+from edgecnn.runtime.bench import BenchPlan, BenchResult, check_counts, no_preprocessing_message
+from edgecnn.runtime.bundle import check_model_file, sidecar_info
 from edgecnn.runtime.data import Sample, collect_images, load_images
 from edgecnn.runtime.progress import Progress, no_progress
 
@@ -29,10 +35,11 @@ def bench_model(
     strict: bool = False,
     on_progress: Progress | None = None,
 ) -> BenchResult:
-    """Benchmark a ``.tflite`` bundle on a target, with real images or random inputs.
+    """Benchmark a ``.tflite`` model on a target, with real images or random inputs.
 
     Args:
-        model_path: the model; its sidecar supplies the preprocessing.
+        model_path: the model; its sidecar supplies the preprocessing (a model without one gets random inputs of
+            its own types and ranges).
         target: an :class:`~edgecnn.targets.base.Target`.
         images: image files or a folder (searched recursively) to preprocess and cycle through; random pixels
             when None. Unreadable files are skipped and counted.
@@ -42,15 +49,20 @@ def bench_model(
         on_progress: progress of loading images and of the timed runs.
 
     Raises:
-        ModelFormatError: missing or corrupt model.
-        UsageError: bad counts.
+        ModelFormatError: missing or corrupt model, or an invalid sidecar.
+        UsageError: bad counts, or images for a model without a sidecar.
         DatasetError: no readable image among ``images``.
     """
     check_counts(runs=runs, warmup=warmup, batch=batch)  # before any image is read
     model = check_model_file(model_path, suffixes=(".tflite",))
+    info = sidecar_info(model)
+    if info is None:
+        read_flatbuffer(model)  # a file that is not a TFLite model fails here, in one line, before any device
+        if images is not None:
+            raise UsageError(no_preprocessing_message(model))
     stage = on_progress or no_progress
     pool, skipped = None, []
-    if images is not None:
+    if images is not None and info is not None:
         paths, skipped = collect_images([images])
         if limit is not None:
             if limit < 1:
@@ -58,7 +70,7 @@ def bench_model(
             paths = paths[:limit]
         loaded = load_images(
             [Sample(p, -1) for p in paths],
-            read_tflite_info(model).preprocessing,
+            info.preprocessing,
             strict=strict,
             skipped=skipped,
             on_progress=stage("loading images", len(paths)),

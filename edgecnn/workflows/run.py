@@ -11,6 +11,7 @@ from edgecnn.runtime.classify import ClassifyResult, classify_runner
 from edgecnn.workflows.models import open_model
 
 if TYPE_CHECKING:
+    from edgecnn.runtime.hints import InputHints
     from edgecnn.runtime.progress import Progress
     from edgecnn.targets.base import Target
 
@@ -22,6 +23,7 @@ def classify(
     k: int = 3,
     strict: bool = False,
     target: Target | None = None,
+    hints: InputHints | None = None,
     on_progress: Progress | None = None,
 ) -> ClassifyResult:
     """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
@@ -29,14 +31,16 @@ def classify(
     Unreadable files are skipped and listed (or an error with ``strict``).
 
     Args:
-        model_path: the model; its sidecar (or the ``.keras`` archive) gives labels and preprocessing.
+        model_path: the model; its sidecar (or the ``.keras`` archive), else its TFLite Metadata, else ``hints`` give
+            labels and preprocessing.
         inputs: image files and folders.
         k: classes per image, best first.
         strict: fail on an unreadable image instead of skipping it.
         target: where the ``.tflite`` model runs, with the target's threads (None: here, with the runtime's defaults).
+        hints: labels and preprocessing given as options, for a model that carries neither sidecar nor metadata.
         on_progress: progress of loading the images.
     """
-    runner = open_model(model_path, target=target)
+    runner = open_model(model_path, target=target, hints=hints)
     try:
         predictions, skipped = classify_runner(runner, inputs, k=k, strict=strict, on_progress=on_progress)
     finally:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from edgecnn.errors import UsageError
 from edgecnn.evidence.stages import StageReport, stage_report
 from edgecnn.evidence.validate import ValidationReport, check_comparable, check_gates, compare
-from edgecnn.runtime.bundle import bundle_files
+from edgecnn.runtime.bundle import ModelInfo, bundle_files
 from edgecnn.runtime.data import LoadedImages, load_labelled
 from edgecnn.runtime.files import check_output_path, refuse_inputs, write_json_atomic
+from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
 from edgecnn.runtime.runners import Runner, predict_all
-from edgecnn.workflows.models import open_model
+from edgecnn.workflows.models import has_edgecnn_metadata, is_keras_model, open_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,6 +81,7 @@ def validate_models(
     batch_size: int = 64,
     target: Target | None = None,
     stages: bool = False,
+    hints: InputHints | None = None,
     on_progress: Progress | None = None,
 ) -> ValidationReport:
     """Load both models and an image folder, run both on the same images and apply the gates.
@@ -96,6 +98,8 @@ def validate_models(
         target: where the candidate runs (None: here); its thread count also applies to the reference here.
         stages: also run the images through every stage from Keras to the int8 reference kernels, here, to show
             where the error enters.
+        hints: labels and preprocessing given as options, for models that carry neither sidecar nor metadata; a
+            reference from elsewhere otherwise takes the candidate's.
         on_progress: progress of loading the images and of running the models.
 
     Raises:
@@ -107,9 +111,11 @@ def validate_models(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     check_gates(max_drop=max_drop, min_agreement=min_agreement)
-    candidate = open_model(candidate_path, target=target)
+    candidate = open_model(candidate_path, target=target, hints=hints)
     try:
-        reference = open_model(reference_path, num_threads=getattr(target, "threads", None))
+        reference = open_model(
+            reference_path, num_threads=getattr(target, "threads", None), hints=hints, fallback=candidate.info
+        )
         try:
             check_comparable(reference, candidate)
             loaded = load_labelled(
@@ -133,6 +139,7 @@ def validate_models(
             )
             report.candidate_target = target.where if target is not None else "host"
             report.candidate_runtime = str(getattr(candidate, "runtime", ""))
+            candidate_info = candidate.info
         finally:
             reference.close()
     finally:
@@ -144,6 +151,8 @@ def validate_models(
             loaded,
             batch_size=batch_size,
             reference_scores=reference_scores,
+            hints=hints,
+            fallback=candidate_info,
             # The candidate's default-kernel stage is the run above only when it ran here.
             candidate_scores=candidate_scores if target is None or target.name == "host" else None,
             on_progress=on_progress,
@@ -159,6 +168,8 @@ def run_stages(
     batch_size: int = 64,
     reference_scores: np.ndarray | None = None,
     candidate_scores: np.ndarray | None = None,
+    hints: InputHints | None = None,
+    fallback: ModelInfo | None = None,
     on_progress: Progress | None = None,
 ) -> StageReport:
     """Run the images through every stage, here, and compare consecutive stages.
@@ -170,6 +181,7 @@ def run_stages(
     Args:
         reference_scores / candidate_scores: the reference's and the candidate's (default kernels) scores on
             these images when already computed (by validation): those stages are not run again.
+        hints / fallback: labels and preprocessing for models from elsewhere, as in :func:`validate_models`.
 
     Raises:
         MissingDependencyError: a ``.keras`` reference without TensorFlow installed.
@@ -179,22 +191,27 @@ def run_stages(
     with tempfile.TemporaryDirectory(prefix="edgecnn-stages-") as folder:
         # (name, model shown, how to open it, scores already known)
         chain: list[tuple[str, str, Callable[[], Runner], np.ndarray | None]] = []
-        if reference.suffix.lower() == ".keras":
+
+        def opener(path: Path, **more: Any) -> Callable[[], Runner]:
+            return lambda: open_model(path, hints=hints, fallback=fallback, **more)
+
+        if is_keras_model(reference):
             from edgecnn.build.convert import convert
 
-            float_model = convert(reference, Path(folder) / "float.tflite", quantize="none").path
-            chain.append(("keras float", str(reference), lambda: open_model(reference), reference_scores))
-            chain.append(("tflite float", "(converted from the reference)", lambda: open_model(float_model), None))
-        else:
-            chain.append(("tflite float", str(reference), lambda: open_model(reference), reference_scores))
-        chain.append(("tflite int8", str(candidate), lambda: open_model(candidate), candidate_scores))
-        chain.append(
-            (
-                "tflite int8 (reference kernels)",
-                str(candidate),
-                lambda: open_model(candidate, reference_kernels=True),
-                None,
+            # A model from elsewhere converts with the labels and preprocessing the candidate was validated with.
+            convert_hints = (
+                None
+                if has_edgecnn_metadata(reference)
+                else (hints if hints and not hints.empty else _as_hints(fallback))
             )
+            float_model = convert(reference, Path(folder) / "float.tflite", quantize="none", hints=convert_hints).path
+            chain.append(("keras float", str(reference), opener(reference), reference_scores))
+            chain.append(("tflite float", "(converted from the reference)", opener(float_model), None))
+        else:
+            chain.append(("tflite float", str(reference), opener(reference), reference_scores))
+        chain.append(("tflite int8", str(candidate), opener(candidate), candidate_scores))
+        chain.append(
+            ("tflite int8 (reference kernels)", str(candidate), opener(candidate, reference_kernels=True), None)
         )
         to_run = sum(known is None for *_, known in chain)
         advance = (on_progress or no_progress)("running the stages", to_run * len(images))
@@ -208,6 +225,22 @@ def run_stages(
                     runner.close()
             scored.append((name, model, known))
     return stage_report(scored, images.labels)
+
+
+def _as_hints(info: ModelInfo | None) -> InputHints | None:
+    """A described model's labels and preprocessing, as if given as options."""
+    if info is None:
+        return None
+    spec = info.preprocessing
+    return InputHints(
+        labels=tuple(info.labels),
+        labels_source="the candidate's labels",
+        mean=spec.mean,
+        std=spec.std,
+        normalization_source="the candidate's preprocessing",
+        bgr=spec.bgr,
+        layout=spec.layout,
+    )
 
 
 def validate(
@@ -298,7 +331,11 @@ def report_payload(
         name: benchmark(path, runs=LATENCY_RUNS, warmup=3).latency_ms["p50"] if path.suffix == ".tflite" else None
         for name, path in paths.items()
     }
-    if calibration is not None and paths["reference"].suffix.lower() == ".keras":
+    if (
+        calibration is not None
+        and paths["reference"].suffix.lower() == ".keras"
+        and has_edgecnn_metadata(paths["reference"])
+    ):
         from edgecnn.build.convert import load_calibration
         from edgecnn.build.diagnose import layer_errors
         from edgecnn.build.keras_model import load_keras_model

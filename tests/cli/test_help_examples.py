@@ -19,7 +19,7 @@ from helpers import copy_subset, run_cli
 
 from edgecnn.cli.main import cli
 
-ORDER = ["", "train", "convert", "diagnose", "finetune", "validate", "run", "bench", "check", "export micro",
+ORDER = ["", "train", "convert", "diagnose", "finetune", "validate", "run", "bench", "check", "inspect", "export micro",
          "export", "targets", "demo", "agent"]  # fmt: skip
 """Every command, with the group itself first: the order that makes each example's inputs exist."""
 

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, TargetUnavailableError, UsageError
-from edgecnn.runtime.bench import BenchPlan, BenchResult, bench_inputs
-from edgecnn.runtime.bundle import ModelInfo, read_tflite_info
+from edgecnn.model.graph import read_graph
+from edgecnn.runtime.bench import BenchPlan, BenchResult, bench_inputs, no_preprocessing_message
+from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.quant import QuantParams, dequantize, quantize
@@ -51,6 +52,7 @@ from edgecnn.targets.android.benchmark_model import (
 )
 from edgecnn.targets.base import Finding, Target
 from edgecnn.targets.cpu import runtime_findings
+from edgecnn.targets.facts import model_facts
 
 DELEGATES: tuple[str, ...] = tuple(DELEGATE_FLAGS)
 """``--delegate`` choices: ``cpu`` (builtin kernels), ``xnnpack`` (the default), ``gpu``, ``nnapi``."""
@@ -72,6 +74,17 @@ _DELEGATE_NOTES = {
     "gpu": "the GPU delegate (--use_gpu=true)",
     "nnapi": "NNAPI (--use_nnapi=true): the phone's vendor driver decides where each operation runs",
 }
+
+
+_OWN_RANDOM = "random (benchmark_model's own)"
+
+
+def _own_random_tensors(model: Path) -> list[dict[str, Any]]:
+    """The inputs of a model benchmark_model fills with its own random values, as a benchmark report lists them."""
+    return [
+        {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "source": "benchmark_model's own random values"}
+        for t in read_graph(model).inputs
+    ]
 
 
 def elf_machine(path: Path) -> str | None:
@@ -184,7 +197,7 @@ class AndroidTarget(Target):
     def check(self, model: Path) -> list[Finding]:
         findings = runtime_findings(model, runtime=None, threads=self.threads)
         findings.append(Finding("info", "delegate", f"{self.delegate}: {_DELEGATE_NOTES[self.delegate]}"))
-        quantization = read_tflite_info(model).quantization
+        quantization = model_facts(model).quantization
         if self.delegate == "gpu" and quantization in ("int8", "dynamic"):
             findings.append(
                 Finding(
@@ -245,9 +258,14 @@ class AndroidTarget(Target):
         self._resolved = device.serial
         return adb.on(device.serial)
 
-    def _session(self, model: Path) -> DeviceSession:
+    def _session(self, model: Path, *, require_sidecar: bool = True) -> DeviceSession:
         binary = self._binary()
-        read_tflite_info(model)  # refuse a bundle whose sidecar does not match before touching the phone
+        # Refuse a bundle whose sidecar does not match (or a model without one, where it is needed) before
+        # touching the phone.
+        if require_sidecar:
+            read_tflite_info(model)
+        else:
+            read_graph(model)  # a file that is not a TFLite model fails here, in one line
         return DeviceSession(self._connect(), model=model, binary=binary)
 
     def open(self, model: Path) -> AndroidRunner:
@@ -258,10 +276,11 @@ class AndroidTarget(Target):
             raise UsageError(
                 f"--target android times one image per run (benchmark_model): use --batch 1, not {plan.batch}"
             )
-        info = read_tflite_info(model)
-        session = self._session(model)
+        # benchmark_model needs no sidecar: a model without one runs on its own random inputs.
+        info = sidecar_info(model)
+        session = self._session(model, require_sidecar=False)
         try:
-            result = session.bench(info, plan, delegate=self.delegate, threads=self.threads)
+            result = session.bench(info, plan, delegate=self.delegate, threads=self.threads, model=model)
         except BaseException:
             session.close(quiet=True)  # the failure is the news, not a cleanup that fails after it
             raise
@@ -397,12 +416,23 @@ class DeviceSession:
         reason = benchmark_error(log) or tail(log, 300) or "no output"
         return f"benchmark_model failed on {self.serial} ({delegate}) for {which}: {reason}"
 
-    def bench(self, info: ModelInfo, plan: BenchPlan, *, delegate: str, threads: int | None) -> BenchResult:
+    def bench(
+        self, info: ModelInfo | None, plan: BenchPlan, *, delegate: str, threads: int | None, model: Path
+    ) -> BenchResult:
         """Time the model in one benchmark_model run (the first of the plan's images, or random pixels
-        preprocessed)."""
-        input_file = None
-        inputs = "random (benchmark_model's own)"
-        if "input_layer_value_files" in self.flags:
+        preprocessed). A model without a sidecar (``info`` None) runs on benchmark_model's own random values in
+        every input, which the result lists.
+
+        Raises:
+            UsageError: images for a model without a sidecar (no preprocessing to feed them through).
+        """
+        input_file, tensors = None, []
+        inputs = _OWN_RANDOM
+        if info is None:
+            if plan.images is not None:
+                raise UsageError(no_preprocessing_message(model))
+            tensors = _own_random_tensors(model)
+        elif "input_layer_value_files" in self.flags:
             pool, inputs = bench_inputs(info.preprocessing, plan.images, count=1)
             inputs = "images:1" if plan.images is not None else inputs  # benchmark_model feeds one input file
             input_file = f"{self._push_inputs([_raw_input(pool[0], info.input)])}/0000.bin"
@@ -413,7 +443,7 @@ class DeviceSession:
             threads=threads,
             runs=plan.runs,
             warmup=plan.warmup,
-            input_shape=[1, *info.input_shape[1:]],
+            input_shape=None if info is None else [1, *info.input_shape[1:]],
             input_file=input_file,
         )
         command = shlex.join([f"./{_BINARY}", *args])
@@ -449,6 +479,7 @@ class DeviceSession:
             latency_ms=latency,
             throughput=1e6 / stats.avg if stats.avg > 0 else 0.0,
             machine=machine_from_props(self.props, serial=self.serial, cpus=self.cpus),
+            input_tensors=tensors,
         )
 
     def close(self, *, quiet: bool = False) -> None:

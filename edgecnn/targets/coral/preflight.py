@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.model.flatbuffer import FlatModel, OperatorRecord, TensorRecord, multiply_accumulates, read_flatbuffer
-from edgecnn.runtime.bundle import ModelInfo
 from edgecnn.runtime.interpreter import EDGETPU_CUSTOM_OP
 from edgecnn.targets.base import Finding
 from edgecnn.targets.coral import ops as edgetpu_ops
+from edgecnn.targets.facts import ModelFacts
 
 EIGHT_BIT = ("int8", "uint8")
 
@@ -207,16 +207,22 @@ def preflight(model: str | Path | bytes | FlatModel) -> Preflight:
     return Preflight(verdicts, compiled)
 
 
-def preflight_findings(result: Preflight, *, info: ModelInfo, min_tpu_share: float | None = None) -> list[Finding]:
+def _model_finding(facts: ModelFacts) -> Finding:
+    """The model as its sidecar describes it; a model without one, as its graph does (every input and output)."""
+    info = facts.info
+    if info is None:
+        return Finding("info", "model", f"{facts.quantization_text}, {facts.io_text}, {facts.labels_text}")
+    return Finding(
+        "info",
+        "model",
+        f"quantization {info.quantization}, input {info.input.dtype} {list(info.input_shape)}, "
+        f"output {info.output.dtype}, {len(info.labels)} labels",
+    )
+
+
+def preflight_findings(result: Preflight, *, facts: ModelFacts, min_tpu_share: float | None = None) -> list[Finding]:
     """The pre-flight as ``edgecnn check`` findings: one per operation, the cut, the shares and the verdict."""
-    findings = [
-        Finding(
-            "info",
-            "model",
-            f"quantization {info.quantization}, input {info.input.dtype} {list(info.input_shape)}, "
-            f"output {info.output.dtype}, {len(info.labels)} labels",
-        )
-    ]
+    findings = [_model_finding(facts)]
     for op in result.ops:
         where = "Edge TPU" if op.on_tpu else f"CPU: {op.reason}"
         macs = f", {op.macs:,} MACs" if op.macs else ""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnWarning, ModelLoadError, TargetUnavailableError, UsageError
-from edgecnn.runtime.bundle import read_tflite_info
+from edgecnn.runtime.bundle import read_tflite_info, sidecar_info
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.runtime.runtimes import check_threads, runtime_module
@@ -73,19 +74,38 @@ def not_compiled_warning(model: Path) -> str:
 
 
 def open_on_edgetpu(
-    model: Path, *, device: str | None, threads: int | None, runtime: str | None = None
+    model: Path,
+    *,
+    device: str | None,
+    threads: int | None,
+    runtime: str | None = None,
+    require_sidecar: bool = True,
 ) -> tuple[TFLiteRunner, Any]:
     """A runner with the Edge TPU delegate applied, and the delegate (kept alive as long as the runner).
+
+    Args:
+        require_sidecar: refuse a model without a sidecar (False: a benchmark feeds its tensors directly).
 
     Raises:
         TargetUnavailableError: no runtime, no device, or the delegate failed on this model.
         ModelFormatError: the model is not a valid bundle.
     """
-    read_tflite_info(model)  # a bad bundle is the user's file, reported before the device is touched
+    # A bad bundle is the user's file, reported before the device is touched.
+    if require_sidecar:
+        read_tflite_info(model)
+    else:
+        sidecar_info(model)
     delegate = load_edgetpu_delegate(device, runtime=runtime)
     try:
         # Edge TPU models are compiled for batch 1: never resize them.
-        runner = TFLiteRunner(model, num_threads=threads, runtime=runtime, delegates=[delegate], max_batch=1)
+        runner = TFLiteRunner(
+            model,
+            num_threads=threads,
+            runtime=runtime,
+            delegates=[delegate],
+            max_batch=1,
+            require_sidecar=require_sidecar,
+        )
     except ModelLoadError as exc:
         raise _delegate_failure(model, exc) from None
     return runner, delegate
@@ -107,6 +127,7 @@ class _EdgeTpuRunner:
     def __init__(self, runner: TFLiteRunner, delegate: Any) -> None:
         self._runner, self._delegate = runner, delegate
         self.info = runner.info
+        self.path = runner.path
         self.runtime = f"{runner.runtime} + {edgetpu_library()}"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -123,6 +144,12 @@ class _EdgeTpuRunner:
 
     def set_input(self, images: np.ndarray) -> None:
         self._runner.set_input(images)
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return self._runner.input_shapes()
+
+    def set_tensors(self, arrays: Sequence[np.ndarray]) -> None:
+        self._runner.set_tensors(arrays)
 
     def invoke(self) -> None:
         self._runner.invoke()
@@ -168,11 +195,18 @@ class CoralTarget(Target):
         return self.inspect(model)[0]
 
     def inspect(self, model: Path) -> tuple[list[Finding], dict[str, Any]]:
-        from edgecnn.targets.coral.preflight import preflight, preflight_findings
+        """The Edge TPU pre-flight; a model without a sidecar is described from its graph.
 
-        info = read_tflite_info(model)
-        result = preflight(model)
-        return preflight_findings(result, info=info, min_tpu_share=self.min_tpu_share), {"preflight": result.to_dict()}
+        Raises:
+            ModelFormatError: the file is not a TFLite model, or has an invalid sidecar.
+        """
+        from edgecnn.targets.coral.preflight import preflight, preflight_findings
+        from edgecnn.targets.facts import model_facts
+
+        facts = model_facts(model)
+        result = preflight(facts.flat)
+        findings = preflight_findings(result, facts=facts, min_tpu_share=self.min_tpu_share)
+        return findings, {"preflight": result.to_dict()}
 
     def build(self, model: Path) -> TargetBuild:
         """Pre-flight the converted model, then compile it with ``edgetpu_compiler`` when that is installed."""
@@ -191,7 +225,15 @@ class CoralTarget(Target):
         return TargetBuild(self.name, compiled.model, findings, details, files)
 
     def open(self, model: Path) -> _EdgeTpuRunner:
-        runner, delegate = open_on_edgetpu(model, device=self.device, threads=self.threads)
+        return self._open(model, require_sidecar=True)
+
+    def open_timed(self, model: Path) -> _EdgeTpuRunner:
+        return self._open(model, require_sidecar=False)
+
+    def _open(self, model: Path, *, require_sidecar: bool) -> _EdgeTpuRunner:
+        runner, delegate = open_on_edgetpu(
+            model, device=self.device, threads=self.threads, require_sidecar=require_sidecar
+        )
         if not is_compiled(model):
-            warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=2)
+            warnings.warn(not_compiled_warning(model), EdgecnnWarning, stacklevel=3)
         return _EdgeTpuRunner(runner, delegate)

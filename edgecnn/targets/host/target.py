@@ -27,3 +27,6 @@ class HostTarget(Target):
 
     def open(self, model: Path) -> TFLiteRunner:
         return TFLiteRunner(model, num_threads=self.threads)
+
+    def open_timed(self, model: Path) -> TFLiteRunner:
+        return TFLiteRunner(model, num_threads=self.threads, require_sidecar=False)

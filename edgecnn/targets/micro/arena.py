@@ -38,6 +38,7 @@ from edgecnn.errors import (
     TargetUnavailableError,
 )
 from edgecnn.runtime.files import captured_native_stderr
+from edgecnn.runtime.interpreter import first_line  # a helper only: that module imports no interpreter package
 
 ARENA_MARGIN_FRACTION = 0.10
 """Added to the measured arena for the firmware's copy.
@@ -134,7 +135,9 @@ def _quietly(action: Callable[[], T]) -> tuple[T | None, BaseException | None, l
     with captured_native_stderr(lines=lines):
         try:
             return action(), None, lines
-        except (RuntimeError, ValueError) as exc:  # what the wrapper raises when TFLM returns an error
+        # RuntimeError/ValueError when TFLM returns an error; the wrapper's own Python parse of the flatbuffer (it
+        # counts resource variables before TFLM sees the bytes) raises anything on a corrupt file: all are refusals.
+        except Exception as exc:  # noqa: BLE001
             failure: BaseException = exc
     return None, failure, lines
 
@@ -154,7 +157,7 @@ def _load(content: bytes, arena_size: int) -> tuple[Any, str | None]:
     runtime = import_tflite_micro().runtime
     interpreter, failure, lines = _quietly(lambda: runtime.Interpreter.from_bytes(content, arena_size=arena_size))
     if failure is not None:
-        return None, tflm_reason(lines) if lines else str(failure)
+        return None, tflm_reason(lines) if lines else first_line(failure)
     return interpreter, None
 
 

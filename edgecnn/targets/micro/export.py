@@ -7,6 +7,17 @@ Four files under ``DIR``, all named after ``NAME``:
 * ``NAME_model_settings.h``: input/output shapes, types and quantization, labels, the preprocessing constants and
   the tensor arena size. It includes no TFLite Micro header, so it compiles on its own (host tools, tests).
 
+A model without a sidecar (from another converter) exports too. Its labels and preprocessing are unknown, so the
+settings header leaves them out (a comment at its top says so, and the result's ``notes``) and describes instead
+every input and output tensor as the graph gives it, by index: ``NAME_Input0Type``, ``kNAMEInput0Name``,
+``kNAMEInput0Rank``, ``kNAMEInput0Shape[]``, ``kNAMEInput0Elements``, ``kNAMEInput0Quantized``,
+``kNAMEInput0Scale``, ``kNAMEInput0ZeroPoint`` (and ``Output0``... likewise), with ``kNAMENumInputs`` and
+``kNAMENumOutputs``. A model with one input and one output also gets the names a bundle's header uses for them
+(``NAME_InputType``, ``kNAMEInputElements``...), so firmware code written for a bundle's I/O compiles unchanged.
+
+The model is read by edgecnn's own flatbuffer reader and measured in TFLM's interpreter, never in LiteRT's, so a
+model that TFLM runs and LiteRT's stricter checks refuse still exports.
+
 The output is deterministic: the same model and options give byte-identical files (no dates, no paths).
 
 Writing: everything is checked, measured and rendered in memory first, so a refused model or a failed arena
@@ -24,7 +35,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +43,31 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.errors import ModelFormatError, UsageError
-from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
-from edgecnn.runtime.bundle import ModelInfo, bundle_files, read_tflite_info
+from edgecnn.model.flatbuffer import FlatModel, TensorRecord, read_flatbuffer
+from edgecnn.runtime.bundle import ModelInfo, bundle_files, sidecar_info
 from edgecnn.runtime.files import check_folder, refuse_inputs, sha256_bytes, write_bytes_atomic
 from edgecnn.runtime.quant import QuantParams
+from edgecnn.targets.facts import ModelFacts, facts_of, float16_tensors, hybrid_ops, no_sidecar_note
 from edgecnn.targets.micro.arena import ArenaMeasurement, measure_arena
 from edgecnn.targets.micro.boards import DeviceProfile, get_profile
-from edgecnn.targets.micro.ops import float16_tensors, hybrid_ops, missing_ops, resolver_methods
+from edgecnn.targets.micro.ops import missing_ops, resolver_methods
 
 BYTES_PER_LINE = 12
 """Bytes per line of the model array (12 ``0x..,`` entries stay under 80 columns)."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-# C++ element types of the I/O tensor types TFLite Micro runs (edgecnn convert writes int8, uint8 or float32).
-_C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "float32": "float"}
+# C++ element types of the I/O tensor types TFLite Micro runs (edgecnn convert writes int8, uint8 or float32; models
+# from elsewhere may take or give the others).
+_C_TYPES = {
+    "int8": "int8_t",
+    "uint8": "uint8_t",
+    "int16": "int16_t",
+    "float32": "float",
+    "int32": "int32_t",
+    "int64": "int64_t",
+    "bool": "bool",
+}
 
 _COLOR = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
 
@@ -67,6 +88,7 @@ class MicroExport:
         resolver_methods: the ``MicroMutableOpResolver`` methods registering them, in the same order.
         budget: the board budget check (None without ``board``); ``budget["fits"]`` is False when the model or
             its arena does not fit the board.
+        notes: what the export left out and why (a model without a sidecar: its labels and preprocessing).
     """
 
     out: Path
@@ -77,6 +99,7 @@ class MicroExport:
     ops: list[str]
     resolver_methods: list[str]
     budget: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -84,10 +107,11 @@ class MicroExport:
         return self.budget is None or bool(self.budget["fits"])
 
     def messages(self) -> list[str]:
-        """The failed budget, for stderr."""
+        """The notes and the failed budget, for stderr."""
+        lines = [f"note: {note}" for note in self.notes]
         if self.passed or self.budget is None:
-            return []
-        return [f"budget failed: the model does not fit {self.budget['board']} ({self.budget['title']})"]
+            return lines
+        return [*lines, f"budget failed: the model does not fit {self.budget['board']} ({self.budget['title']})"]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -100,6 +124,7 @@ class MicroExport:
             "ops": list(self.ops),
             "resolver_methods": list(self.resolver_methods),
             "budget": dict(self.budget) if self.budget is not None else None,
+            "notes": list(self.notes),
         }
 
 
@@ -113,7 +138,8 @@ def export_micro(
     """Write a ``.tflite`` bundle as C++ sources for TensorFlow Lite Micro.
 
     Args:
-        model: a ``.tflite`` model with its edgecnn sidecar (``.json``).
+        model: a ``.tflite`` model, with its edgecnn sidecar (``.json``) or without one (a model from another
+            converter: the settings header then describes its tensors, without labels and preprocessing).
         out: the folder for the files; created if missing (its parent must exist). Files of the same names are
             replaced, other files are left alone.
         name: prefix of the files and C symbols (a C identifier); defaults to the model file's stem made into one.
@@ -124,33 +150,38 @@ def export_micro(
 
     Raises:
         UsageError: ``name`` is not a C identifier, ``out`` cannot be created or is an input, or ``board`` is unknown.
-        ModelFormatError: the bundle is missing or invalid, or TensorFlow Lite Micro cannot run the model
-            (operations it lacks, float16 or dynamic-range weights, a dynamic shape).
+        ModelFormatError: the model is missing or not a TFLite model, its sidecar is invalid, or TensorFlow Lite Micro
+            cannot run the model (operations it lacks, float16 or dynamic-range weights, a dynamic shape).
     """
     model_path = Path(model)
     # The options first: a typo fails at once, before the model is read and measured.
     symbol = _symbol_name(name, model_path)
     folder = _check_out(out, model_path)
     profile = get_profile(board) if board is not None else None
-    info = read_tflite_info(model_path)
+    info = sidecar_info(model_path)
 
-    content = model_path.read_bytes()
-    # read_tflite_info hashed the file; hash what was read too, so the array is the bytes the sidecar describes.
-    if sha256_bytes(content) != info.model_sha256:
+    content = _read(model_path)
+    sha256 = sha256_bytes(content)
+    # sidecar_info hashed the file; hash what was read too, so the array is the bytes the sidecar describes.
+    if info is not None and sha256 != info.model_sha256:
         raise ModelFormatError(f"{model_path} changed while it was being read: run the export again")
-    flat = read_flatbuffer(content)
-    ops = sorted({op.name for op in flat.operators})
-    _check_runs_on_micro(model_path, info, flat, ops)
+    facts = facts_of(read_flatbuffer(content), info)
+    ops = sorted({op.name for op in facts.flat.operators})
+    _check_runs_on_micro(model_path, facts, ops)
     arena = measure_arena(content)
     methods = resolver_methods(ops)
     budget = _budget(profile, len(content), arena) if profile is not None else None
 
-    header = _provenance(model_path.name, info.model_sha256, symbol)
+    header = _provenance(model_path.name, sha256, symbol)
+    if info is not None:
+        settings = render_settings(symbol, info, list(facts.flat.outputs[0].shape), arena, budget, header)
+    else:
+        settings = render_tensor_settings(symbol, model_path.name, facts, arena, budget, header)
     sources = {
         f"{symbol}_model_data.h": render_model_data_header(symbol, header),
         f"{symbol}_model_data.cc": render_model_data_source(symbol, content, header),
         f"{symbol}_op_resolver.h": render_op_resolver(symbol, ops, methods, header),
-        f"{symbol}_model_settings.h": render_settings(symbol, info, list(flat.outputs[0].shape), arena, budget, header),
+        f"{symbol}_model_settings.h": settings,
     }
     files = []
     for filename, text in sources.items():
@@ -166,7 +197,35 @@ def export_micro(
         ops=ops,
         resolver_methods=methods,
         budget=budget,
+        notes=_notes(model_path, facts),
     )
+
+
+def _notes(model_path: Path, facts: ModelFacts) -> list[str]:
+    """What an export of a model without a sidecar leaves out, and the dynamic shapes it writes as TFLM runs them."""
+    if facts.info is not None:
+        return []
+    notes = [no_sidecar_note(model_path)]
+    for role, tensors in (("input", facts.flat.inputs), ("output", facts.flat.outputs)):
+        notes += [
+            f"{role} {_comment_text(t.name)} has the dynamic shape {list(t.signature)}: TensorFlow Lite Micro runs it "
+            f"as {list(t.shape)}, the shape the settings header gives"
+            for t in tensors
+            if t.dynamic
+        ]
+    return notes
+
+
+def _read(model_path: Path) -> bytes:
+    """The model's bytes (checked as a ``.tflite`` file already).
+
+    Raises:
+        ModelFormatError: unreadable.
+    """
+    try:
+        return model_path.read_bytes()
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {model_path} ({exc.strerror or exc}): check the path") from None
 
 
 def default_name(model_path: str | os.PathLike[str]) -> str:
@@ -199,28 +258,45 @@ def _check_out(out: str | os.PathLike[str], model_path: Path) -> Path:
     return check_folder(folder, what="--out folder")
 
 
-def _check_runs_on_micro(model_path: Path, info: ModelInfo, flat: FlatModel, ops: list[str]) -> None:
+def _check_runs_on_micro(model_path: Path, facts: ModelFacts, ops: list[str]) -> None:
     """Refuse models TensorFlow Lite Micro cannot run, with the fix, before anything is measured or written."""
+    flat = facts.flat
     lacking = missing_ops(ops)
     if lacking:
         raise ModelFormatError(
             f"{model_path.name} uses operations TensorFlow Lite Micro lacks ({', '.join(lacking)}): "
             "replace those layers with ones it runs (edgecnn check --target micro) and convert the model again"
         )
-    if info.quantization == "float16" or float16_tensors(flat):
+    if facts.quantization == "float16" or float16_tensors(flat):
         raise ModelFormatError(
             f"{model_path.name} has float16 weights, which TensorFlow Lite Micro cannot run: {_INT8_FIX}"
         )
-    if info.quantization == "dynamic" or hybrid_ops(flat):
+    if facts.quantization == "dynamic" or hybrid_ops(flat):
         raise ModelFormatError(
             f"{model_path.name} is a dynamic-range (hybrid) model, which TensorFlow Lite Micro cannot run: {_INT8_FIX}"
         )
-    if any(t.dynamic for t in (*flat.inputs, *flat.outputs)):
+    # A bundle is converted with batch 1; TFLM runs a model from elsewhere with 1 for each dynamic dimension, which
+    # the settings header writes (a note says so), and measure_arena refuses it if TFLM cannot.
+    if facts.info is not None and any(t.dynamic for t in (*flat.inputs, *flat.outputs)):
         raise ModelFormatError(
             f"{model_path.name} has a dynamic input or output shape, which TensorFlow Lite Micro cannot run: "
             "convert it again with edgecnn convert (it writes a batch-1 model)"
         )
-    _check_io(model_path, info, flat)
+    if facts.info is not None:
+        _check_io(model_path, facts.info, flat)
+    else:
+        _check_tensor_types(model_path, flat)
+
+
+def _check_tensor_types(model_path: Path, flat: FlatModel) -> None:
+    """A model without a sidecar exports as its tensors are, if each has a C type the settings header can name."""
+    for role, tensors in (("input", flat.inputs), ("output", flat.outputs)):
+        for tensor in tensors:
+            if tensor.dtype not in _C_TYPES:
+                raise ModelFormatError(
+                    f"{model_path.name} has a {tensor.dtype} {role} ({_comment_text(tensor.name)}), which edgecnn "
+                    f"cannot export for TensorFlow Lite Micro (it exports {', '.join(_C_TYPES)})"
+                )
 
 
 def _check_io(model_path: Path, info: ModelInfo, flat: FlatModel) -> None:
@@ -386,22 +462,70 @@ def _per_channel(values: tuple[float, ...], channels: int) -> str:
     return ", ".join(c_float(v) for v in full)
 
 
+def _quantization_note(params: QuantParams) -> str:
+    if params.quantized:
+        return f"{params.dtype}, real = scale * (q - zero_point)"
+    return f"{params.dtype}, not quantized (scale and zero point are 0: use the values as they are)"
+
+
 def _tensor_block(name: str, role: str, params: QuantParams, shape: list[int]) -> list[str]:
     """The element type, element count and quantization of the model's input or output."""
     title = role.capitalize()
+    comment = f"// {title} tensor: shape {list(shape)}, {_quantization_note(params)}."
+    return [comment, *_tensor_lines(name, title, params, shape)]
+
+
+def _tensor_lines(name: str, title: str, params: QuantParams, shape: list[int]) -> list[str]:
+    """``NAME_<title>Type`` and ``kNAME<title>Quantized/Elements/Scale/ZeroPoint`` of one tensor."""
     prefix = f"k{name}{title}"
     elements = int(np.prod(shape))
-    if params.quantized:
-        note = f"{params.dtype}, real = scale * (q - zero_point)"
-    else:
-        note = f"{params.dtype}, not quantized (scale and zero point are 0: use the values as they are)"
     return [
-        f"// {title} tensor: shape {list(shape)}, {note}.",
         f"using {name}_{title}Type = {_C_TYPES[params.dtype]};",
         f"constexpr bool {prefix}Quantized = {'true' if params.quantized else 'false'};",
         f"constexpr int {prefix}Elements = {elements};",
         f"constexpr float {prefix}Scale = {c_float(params.scale)};",
         f"constexpr int32_t {prefix}ZeroPoint = {params.zero_point};",
+    ]
+
+
+def _params(tensor: TensorRecord) -> QuantParams:
+    """A tensor's dtype and (first, per-tensor) quantization; scale 0 for a tensor that is not quantized."""
+    return QuantParams(tensor.dtype, tensor.scale if tensor.quantized else 0.0, tensor.zero_point)
+
+
+def _indexed_block(name: str, role: str, index: int, tensor: TensorRecord) -> list[str]:
+    """One input or output of a model without a sidecar, by index: name, rank, shape, type and quantization."""
+    title = f"{role.capitalize()}{index}"
+    params = _params(tensor)
+    shape = [int(d) for d in tensor.shape]
+    prefix = f"k{name}{title}"
+    dynamic = f" (signature {list(tensor.signature)}: TFLM runs each dynamic dimension as 1)" if tensor.dynamic else ""
+    lines = [
+        f"// {role.capitalize()} {index} ({_comment_text(tensor.name)}): shape {shape}{dynamic},",
+        f"// {_quantization_note(params)}.",
+        f"constexpr const char* const {prefix}Name = {c_string(tensor.name)};",
+        f"constexpr int {prefix}Rank = {len(shape)};",
+    ]
+    if shape:  # a scalar has no dimensions, and C++ has no zero-length arrays
+        lines.append(f"constexpr int {prefix}Shape[{prefix}Rank] = {{{', '.join(map(str, shape))}}};")
+    return lines + _tensor_lines(name, title, params, shape)
+
+
+def _aliases(name: str, role: str) -> list[str]:
+    """The names a bundle's header gives its only input or output, for the model's only input or output."""
+    title, indexed = role.capitalize(), f"{role.capitalize()}0"
+    k = f"k{name}"
+    return [
+        f"using {name}_{title}Type = {name}_{indexed}Type;",
+        *(
+            f"constexpr {ctype} {k}{title}{field_name} = {k}{indexed}{field_name};"
+            for ctype, field_name in (
+                ("bool", "Quantized"),
+                ("int", "Elements"),
+                ("float", "Scale"),
+                ("int32_t", "ZeroPoint"),
+            )
+        ),
     ]
 
 
@@ -461,15 +585,61 @@ def render_settings(
         f"constexpr float {k}Std[{k}ImageChannels] = {{{_per_channel(pre.std, pre.channels)}}};",
         f"constexpr const char* const {k}ResizeFilter = {c_string(pre.resize)};",
         "",
-        f"// Tensor arena: {arena.used_bytes:,} bytes measured in the TensorFlow Lite Micro interpreter after",
-        f"// AllocateTensors(), plus a {arena.margin_bytes:,}-byte margin (targets/micro/README.md says why).",
-        "// Give it 16-byte alignment: alignas(16) uint8_t tensor_arena[...].",
-        f"constexpr int {k}TensorArenaSize = {arena.arena_bytes};",
-        *_budget_comment(budget),
+        *_arena_lines(name, arena, budget),
         "",
         f"#endif  // {guard}",
         "",
     ]
+    return "\n".join(lines)
+
+
+def _arena_lines(name: str, arena: ArenaMeasurement, budget: dict[str, Any] | None) -> list[str]:
+    """The tensor arena's size, how it was measured, and the board budget if any."""
+    return [
+        f"// Tensor arena: {arena.used_bytes:,} bytes measured in the TensorFlow Lite Micro interpreter after",
+        f"// AllocateTensors(), plus a {arena.margin_bytes:,}-byte margin (targets/micro/README.md says why).",
+        "// Give it 16-byte alignment: alignas(16) uint8_t tensor_arena[...].",
+        f"constexpr int k{name}TensorArenaSize = {arena.arena_bytes};",
+        *_budget_comment(budget),
+    ]
+
+
+def render_tensor_settings(
+    name: str,
+    model_file: str,
+    facts: ModelFacts,
+    arena: ArenaMeasurement,
+    budget: dict[str, Any] | None,
+    provenance: str,
+) -> str:
+    """``NAME_model_settings.h`` for a model without a sidecar: every input and output tensor, and the arena.
+
+    Its labels and preprocessing are unknown, so they are left out (and the header says so); a model with one input
+    and one output also gets the names a bundle's header uses for them.
+    """
+    guard = _guard(name, "MODEL_SETTINGS")
+    flat = facts.flat
+    k = f"k{name}"
+    lines = [
+        provenance,
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <cstdint>",
+        "",
+        f"// {_comment_text(model_file)} has no edgecnn sidecar: its labels and preprocessing are unknown, so this",
+        "// header leaves them out. It describes every input and output tensor as the model's graph gives them;",
+        "// fill each input with values of its own type (a quantized one holds q = round(real / scale) + zero_point).",
+        f"constexpr int {k}NumInputs = {len(flat.inputs)};",
+        f"constexpr int {k}NumOutputs = {len(flat.outputs)};",
+    ]
+    for role, tensors in (("input", flat.inputs), ("output", flat.outputs)):
+        for index, tensor in enumerate(tensors):
+            lines += ["", *_indexed_block(name, role, index, tensor)]
+    if len(flat.inputs) == 1 and len(flat.outputs) == 1:
+        lines += ["", "// The only input and output, under the names a bundle's settings header gives them."]
+        lines += [*_aliases(name, "input"), *_aliases(name, "output")]
+    lines += ["", *_arena_lines(name, arena, budget), "", f"#endif  // {guard}", ""]
     return "\n".join(lines)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edgecnn.model.flatbuffer import FlatModel
-
 MICRO_OPS: dict[str, str] = {
     "ABS": "AddAbs",
     "ADD": "AddAdd",
@@ -150,24 +148,3 @@ def missing_ops(ops: Iterable[str]) -> list[str]:
     """The distinct operations among ``ops`` that TFLM has no kernel for (custom ops it does not ship included),
     sorted."""
     return sorted({op for op in ops if _method(op) is None})
-
-
-def float16_tensors(flat: FlatModel) -> list[str]:
-    """Names of the float16 tensors in a model (``--quantize float16`` leaves them): TFLM has no float16 kernels."""
-    seen = {t.index: t.name for op in flat.operators for t in (*op.inputs, *op.outputs) if t.dtype == "float16"}
-    return [seen[i] for i in sorted(seen)]
-
-
-def hybrid_ops(flat: FlatModel) -> list[str]:
-    """Operators that keep int8 weights but compute in float (``--quantize dynamic``): TFLM refuses hybrid models.
-
-    Full-integer models with float32 I/O have float32 tensors only around their QUANTIZE/DEQUANTIZE operations,
-    which take no constant integer input, so they are not counted.
-    """
-    hybrid = []
-    for op in flat.operators:
-        int_weights = any(t.constant and t.dtype in ("int8", "uint8") for t in op.inputs)
-        float_math = any(t.dtype == "float32" for t in op.activations)
-        if int_weights and float_math:
-            hybrid.append(op.name)
-    return hybrid

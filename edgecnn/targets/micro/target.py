@@ -7,11 +7,17 @@ arena the firmware must reserve (:mod:`edgecnn.targets.micro.arena`), and board 
 (:mod:`edgecnn.targets.micro.boards`) or ``--ram``/``--flash`` turn that and the model's size into a verdict.
 Timings are this CPU's, not the microcontroller's: TFLM's reference kernels on a desktop core say nothing about
 a Cortex-M's speed.
+
+Only TFLM reads the model here: edgecnn's own flatbuffer reader and TFLM's loader, never LiteRT's interpreter or
+verifier, so a model that TFLM runs and LiteRT refuses (LiteRT checks quantization parameters TFLM's kernels never
+read, such as a bias's ``quantized_dimension``) is checked, measured and exported. A model without a sidecar is
+described from its graph (:mod:`edgecnn.targets.facts`), with any number of inputs and outputs.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +25,23 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, TargetUnavailableError, UsageError
-from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
-from edgecnn.runtime.bundle import ModelInfo, read_tflite_info
+from edgecnn.model.flatbuffer import read_flatbuffer
+from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.quant import dequantize, quantize
 from edgecnn.targets.base import Finding, Target
+from edgecnn.targets.facts import (
+    ModelFacts,
+    facts_of,
+    float16_tensors,
+    hybrid_ops,
+    io_finding,
+    model_facts,
+    printable,
+)
 from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_measured
 from edgecnn.targets.micro.boards import DeviceProfile, get_profile, parse_budget_size
-from edgecnn.targets.micro.ops import float16_tensors, hybrid_ops, missing_ops
+from edgecnn.targets.micro.ops import missing_ops
 
 HEADROOM_NOTE = (
     "raw headroom against the chip's RAM and flash: the firmware's own code, stack, heap and buffers are not "
@@ -61,19 +76,22 @@ class MicroRunner:
     """A model in the TFLM interpreter with the arena a firmware would give it: float images in, scores out.
 
     Images run one at a time, quantized and dequantized with the sidecar's parameters, as the firmware's
-    harness does.
+    harness does. With ``require_sidecar=False`` it also takes a model without a sidecar, with any number of
+    inputs: :attr:`info` is then None and the model is fed tensor by tensor (:meth:`set_tensors`), as a
+    benchmark does.
 
     Raises:
-        ModelFormatError: the bundle is invalid, or TFLM cannot load it.
+        ModelFormatError: the bundle is invalid (or has no sidecar, when ``require_sidecar``), or TFLM cannot load
+            it.
         MissingDependencyError: tflite-micro is not installed.
     """
 
-    def __init__(self, model: Path) -> None:
+    def __init__(self, model: Path, *, require_sidecar: bool = True) -> None:
         self.path = model
-        self.info: ModelInfo = read_tflite_info(model)
+        self.info: ModelInfo | None = read_tflite_info(model) if require_sidecar else sidecar_info(model)
         flat = read_flatbuffer(model)
         # What the flatbuffer shows TFLM cannot run gets its own message, before TFLM's terser refusal.
-        errors = [f for f in _format_findings(flat, self.info) if f.severity == "error"]
+        errors = [f for f in _format_findings(facts_of(flat, self.info)) if f.severity == "error"]
         missing = missing_ops(op.name for op in flat.operators)
         if errors:
             raise ModelFormatError(f"{model.name} cannot run in TensorFlow Lite Micro: {errors[0].message}")
@@ -83,20 +101,26 @@ class MicroRunner:
                 "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
             )
         self._interpreter, self.arena = load_measured(model)
+        self._inputs = len(flat.inputs)
         self.runtime = f"{tflm_runtime()} (reference kernels on the host CPU)"
-        self._check_io()
+        if self.info is not None:
+            self._check_io(self.info)
 
-    def _check_io(self) -> None:
+    def _check_io(self, info: ModelInfo) -> None:
         """The sidecar must describe the model TFLM loaded: its quantization parameters feed every image."""
         details = self._interpreter.get_input_details(0)
         dtype, shape = np.dtype(details["dtype"]).name, [int(v) for v in details["shape"]]
         classes = int(self._interpreter.get_output_details(0)["shape"][-1])
-        if dtype != self.info.input.dtype or shape != list(self.info.input_shape) or classes != len(self.info.labels):
+        if dtype != info.input.dtype or shape != list(info.input_shape) or classes != len(info.labels):
             raise ModelFormatError(
                 f"{self.path.name} takes {dtype} {shape} and gives {classes} scores in TFLM, but its sidecar says "
-                f"{self.info.input.dtype} {list(self.info.input_shape)} and {len(self.info.labels)} labels: the "
+                f"{info.input.dtype} {list(info.input_shape)} and {len(info.labels)} labels: the "
                 "sidecar belongs to another model; re-run edgecnn convert"
             )
+
+    def _sidecar(self) -> ModelInfo:
+        """The sidecar's metadata, which images need (the missing-sidecar error for a model without one)."""
+        return self.info if self.info is not None else read_tflite_info(self.path)
 
     def resize(self, batch: int) -> None:
         """TFLM runs one image at a time, as the firmware does.
@@ -109,7 +133,16 @@ class MicroRunner:
 
     def set_input(self, images: np.ndarray) -> None:
         """Quantize one preprocessed image ``(1, H, W, C)`` into the input tensor."""
-        self._interpreter.set_input(quantize(images, self.info.input), 0)
+        self._interpreter.set_input(quantize(images, self._sidecar().input), 0)
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of the input tensors, in input order."""
+        return [tuple(int(v) for v in self._interpreter.get_input_details(i)["shape"]) for i in range(self._inputs)]
+
+    def set_tensors(self, arrays: Sequence[np.ndarray]) -> None:
+        """Set every input tensor to raw values of its own dtype and shape, in input order."""
+        for i, values in enumerate(arrays):
+            self._interpreter.set_input(values, i)
 
     def invoke(self) -> None:
         """Run the model once on the input tensor as it stands (what the benchmark times).
@@ -132,12 +165,13 @@ class MicroRunner:
         Raises:
             UsageError: the images do not have the model's input shape.
         """
-        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
-        scores = np.zeros((len(images), len(self.info.labels)), dtype=np.float32)
+        info = self._sidecar()
+        images = fitting_images(images, info.preprocessing, model=self.path.name)
+        scores = np.zeros((len(images), len(info.labels)), dtype=np.float32)
         for i in range(len(images)):
             self.set_input(images[i : i + 1])
             self.invoke()
-            scores[i] = dequantize(self.output(), self.info.output).reshape(-1)
+            scores[i] = dequantize(self.output(), info.output).reshape(-1)
         return scores
 
     def close(self) -> None:
@@ -194,17 +228,20 @@ class MicroTarget(Target):
     def inspect(self, model: Path) -> tuple[list[Finding], dict[str, Any]]:
         """Findings: the model's flash, its operations, what TFLM cannot run, the measured arena and the budget.
 
+        The model is read by edgecnn's flatbuffer reader and loaded by TFLM alone (never by LiteRT). A model without
+        a sidecar is described from its graph.
+
         Raises:
-            ModelFormatError: the file is not a TFLite model, or has no valid sidecar (bad input, not a finding).
-            MissingDependencyError: tflite-micro (or ai-edge-litert, which reads the flatbuffer) is missing.
+            ModelFormatError: the file is not a TFLite model, or has an invalid sidecar (bad input, not a finding).
+            MissingDependencyError: tflite-micro is missing.
         """
-        info = read_tflite_info(model)
-        flat = read_flatbuffer(model)
+        facts = model_facts(model)
+        flat = facts.flat
         findings = [
-            _model_finding(flat, info),
+            _model_finding(facts),
             Finding("info", "operations", _counted([o.name for o in flat.operators])),
         ]
-        findings += _format_findings(flat, info)
+        findings += _format_findings(facts)
         explained = any(f.severity == "error" for f in findings)
         missing = missing_ops(op.name for op in flat.operators)
         arena, reason = _measure(model)
@@ -222,6 +259,9 @@ class MicroTarget(Target):
 
     def open(self, model: Path) -> MicroRunner:
         return MicroRunner(model)
+
+    def open_timed(self, model: Path) -> MicroRunner:
+        return MicroRunner(model, require_sidecar=False)
 
 
 def _budget(board: str | None, ram: int | str | None, flash: int | str | None) -> Budget | None:
@@ -250,28 +290,26 @@ def _measure(model: Path) -> tuple[ArenaMeasurement | None, str | None]:
         return None, exc.reason
 
 
-def _model_finding(flat: FlatModel, info: ModelInfo) -> Finding:
+def _model_finding(facts: ModelFacts) -> Finding:
+    flat = facts.flat
+    flash = f"{flat.size_bytes:,} bytes of flash for the model"
+    if facts.info is None:
+        return Finding("info", "model", f"{flash}, {facts.quantization_text}, {facts.io_text}, {facts.labels_text}")
     inp, out = flat.inputs[0], flat.outputs[0]
     return Finding(
         "info",
         "model",
-        f"{flat.size_bytes:,} bytes of flash for the model, quantization {info.quantization}, input {inp.dtype} "
-        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {len(info.labels)} labels",
+        f"{flash}, quantization {facts.quantization}, input {inp.dtype} "
+        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {facts.labels_text}",
     )
 
 
-def _format_findings(flat: FlatModel, info: ModelInfo) -> list[Finding]:
-    """What TFLM cannot run whatever the board: several inputs/outputs, float16 or hybrid weights; float32 costs."""
-    findings = []
-    if len(flat.inputs) != 1 or len(flat.outputs) != 1:
-        findings.append(
-            Finding(
-                "error",
-                "io",
-                f"{len(flat.inputs)} inputs and {len(flat.outputs)} outputs: edgecnn runs image classifiers with "
-                "one image input and one score output",
-            )
-        )
+def _format_findings(facts: ModelFacts) -> list[Finding]:
+    """What TFLM cannot run whatever the board: float16 or hybrid weights (and, for a bundle, several inputs or
+    outputs); float32 costs."""
+    flat = facts.flat
+    io = io_finding(facts, takes="check, bench (random inputs) and export micro")
+    findings = [io] if io is not None else []
     half = float16_tensors(flat)
     if half:
         findings.append(
@@ -292,7 +330,19 @@ def _format_findings(flat: FlatModel, info: ModelInfo) -> list[Finding]:
                 "which TensorFlow Lite Micro cannot run: convert with --quantize int8 (full integer, calibrated)",
             )
         )
-    if info.quantization == "none" and not half and not hybrid:
+    if facts.info is None:  # a bundle is converted with batch 1; a model from elsewhere may not be
+        findings += [
+            Finding(
+                "warning",
+                "dynamic-shape",
+                f"input {printable(t.name)} has the dynamic shape {list(t.signature)}: TFLM runs it as "
+                f"{list(t.shape)}, but the shape operations a dynamic batch adds cost flash and time; convert with a "
+                "static batch-1 input",
+            )
+            for t in flat.inputs
+            if t.dynamic
+        ]
+    if facts.quantization == "none" and not half and not hybrid:
         findings.append(
             Finding(
                 "warning",

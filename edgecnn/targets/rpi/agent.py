@@ -46,11 +46,16 @@ class _Agent:
     def handle(self, header: dict[str, Any], parts: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         op = header.get("op")
         if op == "load":
-            if len(parts) != 2:
-                raise UsageError("load needs the model and its sidecar")
+            if len(parts) not in (1, 2):
+                raise UsageError("load needs the model, and its sidecar if it has one")
             self.close()
             self.model.write_bytes(parts[0])
-            (self.folder / SIDECAR_NAME).write_bytes(parts[1])
+            # A model from elsewhere comes without a sidecar: check and bench take it as it is.
+            sidecar = self.folder / SIDECAR_NAME
+            if len(parts) == 2:
+                sidecar.write_bytes(parts[1])
+            else:
+                sidecar.unlink(missing_ok=True)
             self.threads = header.get("threads")
             if header.get("open", True):
                 self.runner = self.target().open(self.model)

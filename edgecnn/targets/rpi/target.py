@@ -17,13 +17,14 @@ import numpy as np
 
 from edgecnn.errors import UsageError
 from edgecnn.runtime.bench import BenchPlan, BenchResult
-from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_path
+from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info, sidecar_path
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.runtimes import check_threads, installed_runtimes
 from edgecnn.targets.base import Finding, Target
 from edgecnn.targets.cpu import runtime_findings
+from edgecnn.targets.facts import model_facts
 from edgecnn.targets.rpi import PI_THREADS, pi_runtime
 from edgecnn.targets.rpi.ssh import AgentSession, SshHost
 from edgecnn.targets.rpi.wire import array_bytes, bytes_array
@@ -70,7 +71,7 @@ class RpiTarget(Target):
             return [Finding(f["severity"], f["code"], f["message"]) for f in reply["findings"]]
         runtime = pi_runtime() if installed_runtimes() else None
         findings = runtime_findings(model, runtime=runtime, threads=self.threads)
-        quantization = read_tflite_info(model).quantization
+        quantization = model_facts(model).quantization
         if quantization in ("none", "float16"):
             findings.append(
                 Finding(
@@ -88,10 +89,15 @@ class RpiTarget(Target):
             return RemoteRunner(self.remote, model, threads=self.threads)
         return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime())
 
+    def open_timed(self, model: Path) -> TFLiteRunner:
+        """On the Pi (here, or in its agent for ``--host``): any ``.tflite``, sidecar or not."""
+        return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime(), require_sidecar=False)
+
     def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         if self.remote is None:
             return super().bench(model, plan, on_progress=on_progress)
-        with closing(_start(self.remote, model, self.threads)) as session:
+        # Not opened at load: the agent's bench loads and times its own interpreter (any .tflite, sidecar or not).
+        with closing(_start(self.remote, model, self.threads, load=False)) as session:
             parts = [] if plan.images is None else [array_bytes(np.asarray(plan.images, dtype=np.float32))]
             header = {"op": "bench", "runs": plan.runs, "warmup": plan.warmup, "batch": plan.batch}
             reply, _ = session.request(header, parts)
@@ -101,7 +107,10 @@ class RpiTarget(Target):
 
 
 def _bundle_parts(model: Path) -> list[bytes]:
-    read_tflite_info(model)  # refuse a bundle whose sidecar does not match before sending anything
+    """The model's bytes, and its sidecar's when it has one (a model from elsewhere travels alone)."""
+    # Refuse a bundle whose sidecar does not match before sending anything.
+    if sidecar_info(model) is None:
+        return [model.read_bytes()]
     return [model.read_bytes(), sidecar_path(model).read_bytes()]
 
 

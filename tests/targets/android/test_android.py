@@ -186,6 +186,21 @@ def test_bench_text_and_real_images(server: AdbServer, binary: Path, models: dic
     assert "use --batch 1" in _one_line_error(batch, 2)
 
 
+def test_bench_a_model_without_a_sidecar(
+    server: AdbServer, binary: Path, models: dict[str, Path], images: Path, tmp_path: Path
+) -> None:
+    """benchmark_model needs no sidecar: a model from elsewhere runs on the tool's own random inputs."""
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(models["int8"].read_bytes())
+    bench = _json(run_cli("bench", *android(binary), bare, "--runs", "3", "--json"))
+    [command] = [c for _, c in server.commands if "--num_runs=" in c]
+    assert "--input_layer" not in command  # nothing of edgecnn's is fed: the tool fills every input itself
+    assert bench["inputs"] == "random (benchmark_model's own)" and bench["latency_ms"]["min"] > 0
+    assert [(t["dtype"], t["shape"]) for t in bench["input_tensors"]] == [("int8", [1, 32, 32, 3])]
+    refused = run_cli("bench", *android(binary), bare, "--images", images)
+    assert "--images needs the model's preprocessing" in _one_line_error(refused, 2)
+
+
 def test_latency_only_binary(server: AdbServer, tmp_path: Path, models: dict[str, Path], images: Path) -> None:
     """A benchmark_model from before TensorFlow 2.10 has no output dump: bench works, run says why it cannot."""
     old = write_binary(tmp_path / "benchmark_model", EDGECNN_FAKE_BENCHMARK_BUILD="2.8")

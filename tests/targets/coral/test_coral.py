@@ -122,6 +122,17 @@ def test_validate_and_bench_on_coral(edgetpu: Path, models: dict[str, Path], pho
     assert batched.exit_code == 2 and "one image at a time" in batched.stderr
 
 
+def test_bench_on_coral_without_a_sidecar(edgetpu: Path, models: dict[str, Path], tmp_path: Path) -> None:
+    """The delegate path times a model from elsewhere on random inputs; real images still need a sidecar."""
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(models["int8"].read_bytes())
+    bench = run_cli("bench", "--target", "coral", bare, "--runs", "3", "--json", "-q")
+    timed = json.loads(bench.stdout)
+    assert bench.exit_code == 0 and timed["inputs"] == "random" and "libedgetpu.so.1" in timed["runtime"]
+    assert [(t["dtype"], t["low"], t["high"]) for t in timed["input_tensors"]] == [("int8", -128, 127)]
+    assert "not compiled for the Edge TPU" in bench.stderr  # as for a bundle: it runs, on the CPU
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [

@@ -60,7 +60,7 @@ def test_the_agent_reports_the_kind_of_a_refused_request() -> None:
 def _serve_two_bad_requests() -> None:
     requests = io.BytesIO()
     write_message(requests, {"op": "predict"}, [])  # nothing was loaded: the caller's mistake
-    write_message(requests, {"op": "load", "threads": 1}, [b"only one part"])  # a load needs model and sidecar
+    write_message(requests, {"op": "load", "threads": 1}, [b"model", b"sidecar", b"?"])  # a model and its sidecar
     requests.seek(0)
     replies = io.BytesIO()
     serve(requests, replies)

@@ -100,6 +100,25 @@ def test_bench_and_check_over_ssh(sshd: SshServer, remote_edgecnn: str, models: 
     assert _agent_folders(sshd) == []
 
 
+def test_bench_and_check_over_ssh_without_a_sidecar(
+    sshd: SshServer, remote_edgecnn: str, models: dict[str, Path], images: Path, tmp_path: Path
+) -> None:
+    """A model from elsewhere (no sidecar) goes to the Pi alone: the agent checks it and times it on random inputs."""
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(models["int8"].read_bytes())
+    args = _remote_args(sshd, remote_edgecnn)
+    bench = _json(run_cli("bench", *args, bare, "--runs", "3", "--warmup", "1", "--json"))
+    assert bench["inputs"] == "random" and bench["target"].startswith("rpi ") and bench["model"] == str(bare)
+    assert [(t["dtype"], t["shape"]) for t in bench["input_tensors"]] == [("int8", [1, 32, 32, 3])]
+    remote = _json(run_cli("check", *args, bare, "--json"))
+    local = _json(run_cli("check", "--target", "rpi", bare, "--json"))
+    assert remote["findings"] == local["findings"] and remote["passed"]
+    assert "no sidecar" in next(f["message"] for f in remote["findings"] if f["code"] == "model")
+    refused = run_cli("bench", *args, bare, "--images", images)
+    assert refused.exit_code == 2 and "--images needs the model's preprocessing" in refused.stderr
+    assert _agent_folders(sshd) == []
+
+
 def test_unreachable_host(models: dict[str, Path], images: Path, tmp_path: Path) -> None:
     from targets.rpi.sshd import free_port
 
