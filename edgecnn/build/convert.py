@@ -23,7 +23,6 @@ import numpy as np
 from edgecnn.build.choices import IO_TYPES, QUANTIZE_MODES
 from edgecnn.build.outside import (
     ModelSource,
-    described_by,
     open_source,
     outside_info,
     refuse_hints_for_edgecnn,
@@ -34,6 +33,7 @@ from edgecnn.model.flatbuffer import read_flatbuffer
 from edgecnn.model.graph import read_graph
 from edgecnn.runtime.bundle import ModelInfo, check_bundle_output, sidecar_path, write_tflite
 from edgecnn.runtime.data import balanced_subset, load_images, scan_images
+from edgecnn.runtime.describe import described_by
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
@@ -50,6 +50,46 @@ APP_IO_WARNING = (
     "warning: {model} has int8 input and output, which app libraries (MediaPipe Tasks, the TFLite Task Library) "
     "cannot load: use --io uint8 for an Android app"
 )
+
+
+def app_library_warnings(info: ModelInfo, *, model: str) -> list[str]:
+    """Why MediaPipe Tasks or the TFLite Task Library could not load ``model``, or would feed it other values than
+    edgecnn validated it with; empty when an Android app can use it as it is.
+
+    Those libraries take uint8 or float32 I/O, 3-channel (or 1-channel) NHWC RGB images, one normalization for every
+    channel, and feed a uint8 input the raw pixels: its quantization must then turn pixel values into what the
+    model was trained on, ``(pixel / 255 - mean) / std``, to within half an input step.
+    """
+    if "int8" in (info.input.dtype, info.output.dtype):
+        return [APP_IO_WARNING.format(model=model)]
+    spec = info.preprocessing
+    found = []
+    if spec.layout != "NHWC" or spec.bgr:
+        found.append(
+            f"warning: {model} takes {'BGR' if spec.bgr else 'RGB'} {spec.layout} input; app libraries feed RGB "
+            "NHWC images"
+        )
+    if len(set(spec.mean)) > 1 or len(set(spec.std)) > 1:
+        found.append(
+            f"warning: {model} normalizes each channel differently; MediaPipe Tasks refuse per-channel "
+            "normalization (one --mean/--std value, or --input-range, works everywhere)"
+        )
+    if info.input.dtype == "uint8" and info.input.scale > 0:
+        # An app feeds q = pixel, which the model reads as scale * (pixel - zero_point); edgecnn feeds the rounded
+        # quantization of (pixel / 255 - mean) / std. The two differ most at pixels 0 and 255 (both are linear).
+        worst = max(
+            abs(info.input.scale * (pixel - info.input.zero_point) - (pixel / 255.0 - mean) / std)
+            for pixel in (0.0, 255.0)
+            for mean, std in zip(spec.mean, spec.std)
+        )
+        if worst > 0.5 * info.input.scale * (1 + 1e-6):
+            steps = worst / info.input.scale
+            found.append(
+                f"warning: app libraries feed {model}'s uint8 input the raw pixels, which its input quantization "
+                f"(scale {info.input.scale:.6g}, zero point {info.input.zero_point}) reads up to {steps:.1f} steps "
+                "away from edgecnn's preprocessing: calibrate on images that span the whole pixel range 0..255"
+            )
+    return found
 
 
 @dataclass(frozen=True)
@@ -89,10 +129,8 @@ class ConversionResult:
     skipped: list[Any] = field(default_factory=list)
 
     def messages(self) -> list[str]:
-        """For stderr: int8 input and output, which the app libraries cannot load."""
-        if "int8" in (self.info.input.dtype, self.info.output.dtype):
-            return [APP_IO_WARNING.format(model=self.path.name)]
-        return []
+        """For stderr: what would stop the app libraries from loading or feeding the model as edgecnn does."""
+        return app_library_warnings(self.info, model=self.path.name)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -408,7 +446,7 @@ def embed_metadata(flatbuffer: bytes, info: ModelInfo, *, card: ModelCard | None
     the metadata has no word for BGR or channels-first, and its readers would feed such a model wrong pixels. The
     sidecar describes those models fully.
     """
-    from edgecnn.build.metadata import with_metadata
+    from edgecnn.build.metadata import UNKNOWN_COLOR_SPACE, with_metadata
     from edgecnn.model.metadata import ModelMetadata
 
     card = card or ModelCard()
@@ -424,6 +462,8 @@ def embed_metadata(flatbuffer: bytes, info: ModelInfo, *, card: ModelCard | None
         mean=tuple(m * 255.0 for m in spec.mean) if described else None,
         std=tuple(s * 255.0 for s in spec.std) if described else None,
         score=score_kind(flatbuffer),
+        # BGR is not RGB: say unknown rather than let a reader feed the channels swapped.
+        color_space=UNKNOWN_COLOR_SPACE if spec.bgr else None,
     )
     return with_metadata(flatbuffer, meta)
 

@@ -49,6 +49,8 @@ _ZIP_MODE = 0o100644 << 16  # a regular file, rw-r--r--
 _PIXEL_MIN, _PIXEL_MAX = 0.0, 255.0
 _UINT8_MIN, _UINT8_MAX = 0.0, 255.0
 _COLOR_SPACE_CHANNELS = {"RGB": 3, "GRAYSCALE": 1}
+UNKNOWN_COLOR_SPACE = "UNKNOWN"
+"""The schema's word for channels that are neither RGB nor grayscale (a BGR model): readers then take no side."""
 _SCORE_DESCRIPTIONS = {
     "probability": "Probabilities of the {n} labels respectively.",
     "logit": "Logits (unnormalized scores; a softmax gives probabilities) of the {n} labels respectively.",
@@ -124,7 +126,7 @@ def _check(meta: ModelMetadata, image: TensorRecord, scores: TensorRecord) -> No
             )
         if any(v <= 0 for v in meta.std):
             raise UsageError(f"normalization std {list(meta.std)} must be positive: pixels are divided by it")
-    if meta.color_space is not None:
+    if meta.color_space is not None and meta.color_space != UNKNOWN_COLOR_SPACE:
         if meta.color_space not in COLOR_SPACES:
             raise UsageError(f"color space {meta.color_space!r} is not one of {', '.join(COLOR_SPACES)}")
         if channels is not None and channels != _COLOR_SPACE_CHANNELS[meta.color_space]:

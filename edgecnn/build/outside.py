@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ModelFormatError, UsageError
 from edgecnn.model.graph import ModelGraph
-from edgecnn.runtime.bundle import KERAS_ENTRY, ModelInfo
+from edgecnn.runtime.bundle import ModelInfo, has_edgecnn_metadata
 from edgecnn.runtime.describe import check_classifier, classifier_info, num_classes
 from edgecnn.runtime.files import sha256_file
 from edgecnn.runtime.hints import InputHints
@@ -72,17 +71,9 @@ def open_source(model_path: str | os.PathLike[str]) -> ModelSource:
         raise ModelFormatError(
             f"model {path} must be a .keras, .h5 or .tflite file, or a SavedModel folder (saved_model.pb inside)"
         )
-    if kind == "keras" and path.suffix.lower() == ".keras" and _has_edgecnn_metadata(path):
+    if kind == "keras" and path.suffix.lower() == ".keras" and has_edgecnn_metadata(path):
         kind = "edgecnn"
     return ModelSource(path, kind, sha256_file(path))
-
-
-def _has_edgecnn_metadata(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return KERAS_ENTRY in archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False  # not a zip: the Keras loader says what is wrong with it
 
 
 def folder_sha256(folder: Path) -> str:
@@ -120,16 +111,6 @@ def outside_info(graph: ModelGraph, *, source: ModelSource, hints: InputHints) -
         hints=hints,
         model=source.name,
     )
-
-
-def described_by(metadata: Any, hints: InputHints) -> list[str]:
-    """Where a model's labels and preprocessing came from: ``tflite-metadata``, ``options``, or both."""
-    sources = []
-    if metadata is not None and (metadata.labels is not None or metadata.mean is not None):
-        sources.append("tflite-metadata")
-    if not hints.empty:
-        sources.append("options")
-    return sources
 
 
 def source_record(source: ModelSource, *, info: ModelInfo, described: list[str] | None = None) -> dict[str, Any]:

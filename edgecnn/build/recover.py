@@ -33,11 +33,12 @@ from edgecnn.build.convert import (
     static_batch_model,
     write_bundle,
 )
-from edgecnn.build.outside import described_by, open_source, outside_info, source_record
+from edgecnn.build.outside import open_source, outside_info, source_record
 from edgecnn.errors import UsageError
 from edgecnn.model.graph import ModelGraph, read_graph
 from edgecnn.runtime.bundle import check_bundle_output
 from edgecnn.runtime.data import load_labelled, scan_images
+from edgecnn.runtime.describe import described_by
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress
 

@@ -192,6 +192,16 @@ def write_tflite(model_path: str | os.PathLike[str], flatbuffer: bytes, info: Mo
     return written
 
 
+def has_edgecnn_metadata(model_path: str | os.PathLike[str]) -> bool:
+    """A ``.keras`` written by ``edgecnn train`` (it carries its labels and preprocessing), as opposed to any other
+    Keras model; False for anything that is not a readable zip archive (the Keras loader then says what it is)."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            return KERAS_ENTRY in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def read_keras_info(model_path: str | os.PathLike[str]) -> ModelInfo:
     """Read the metadata stored inside a ``.keras`` archive by ``edgecnn train``.
 

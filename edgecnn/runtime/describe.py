@@ -99,7 +99,7 @@ def tflite_info(
         metadata=metadata,
         fallback=fallback,
         model=model.name,
-        extra={"source": {"model": model.name, "described_by": _described_by(metadata, hints)}},
+        extra={"source": {"model": model.name, "described_by": described_by(metadata, hints)}},
         model_sha256=sha256_bytes(content),
     )
 
@@ -186,7 +186,8 @@ def _metadata_normalization(metadata: Any) -> tuple[tuple[float, ...], tuple[flo
     return tuple(m / 255.0 for m in metadata.mean), tuple(s / 255.0 for s in metadata.std)
 
 
-def _described_by(metadata: Any, hints: InputHints) -> list[str]:
+def described_by(metadata: Any, hints: InputHints) -> list[str]:
+    """Where a model's labels and preprocessing came from: ``tflite-metadata``, ``options``, or both."""
     sources = []
     if metadata is not None and (metadata.labels is not None or metadata.mean is not None):
         sources.append("tflite-metadata")

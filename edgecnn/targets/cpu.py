@@ -23,16 +23,7 @@ def _ops_line(graph: ModelGraph) -> str:
 
 def _model_finding(facts: ModelFacts, graph: ModelGraph) -> Finding:
     """The model's size, quantization, I/O and labels (a model without a sidecar: every input and output)."""
-    if facts.info is None:
-        described = f"{facts.quantization_text}, {facts.io_text}, {facts.labels_text}"
-        return Finding("info", "model", f"{graph.size_bytes:,} bytes, {described}")
-    inp, out = graph.inputs[0], graph.outputs[0]
-    return Finding(
-        "info",
-        "model",
-        f"{graph.size_bytes:,} bytes, quantization {facts.quantization}, input {inp.dtype} "
-        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {facts.labels_text}",
-    )
+    return Finding("info", "model", f"{graph.size_bytes:,} bytes, {facts.summary}")
 
 
 def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, batch_note: str = "") -> list[Finding]:

@@ -48,6 +48,17 @@ class ModelFacts:
         return NO_SIDECAR if self.info is None else f"{len(self.info.labels)} labels"
 
     @property
+    def summary(self) -> str:
+        """Quantization, I/O and labels in one phrase, as a check's ``model`` finding gives them."""
+        if self.info is None:
+            return f"{self.quantization_text}, {self.io_text}, {self.labels_text}"
+        inp, out = self.flat.inputs[0], self.flat.outputs[0]
+        return (
+            f"quantization {self.quantization}, input {inp.dtype} {list(inp.shape)}, "
+            f"output {out.dtype} {list(out.shape)}, {self.labels_text}"
+        )
+
+    @property
     def quantization_text(self) -> str:
         """``quantization int8``, with where it was read when the model has no sidecar."""
         return f"quantization {self.quantization}" + ("" if self.info is not None else " (read from the graph)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.errors import ModelFormatError
-from edgecnn.runtime.bundle import KERAS_ENTRY, ModelInfo, check_model_file, sidecar_path, write_tflite
+from edgecnn.runtime.bundle import ModelInfo, check_model_file, has_edgecnn_metadata, sidecar_path, write_tflite
 from edgecnn.runtime.hints import InputHints
 
 if TYPE_CHECKING:
@@ -138,17 +138,6 @@ def keras_info(model: Any, *, hints: InputHints, fallback: ModelInfo | None = No
         model=name,
         extra={"source": {"model": name, "described_by": ["options"]}},
     )
-
-
-def has_edgecnn_metadata(path: Path) -> bool:
-    """A ``.keras`` written by ``edgecnn train``, which carries its labels and preprocessing."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return KERAS_ENTRY in archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False  # not ours: the Keras loader says what is wrong with it
 
 
 class TemporaryBundleRunner:

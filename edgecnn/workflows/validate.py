@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from edgecnn.errors import UsageError
 from edgecnn.evidence.stages import StageReport, stage_report
 from edgecnn.evidence.validate import ValidationReport, check_comparable, check_gates, compare
-from edgecnn.runtime.bundle import ModelInfo, bundle_files
+from edgecnn.runtime.bundle import ModelInfo, bundle_files, has_edgecnn_metadata
 from edgecnn.runtime.data import LoadedImages, load_labelled
 from edgecnn.runtime.files import check_output_path, refuse_inputs, write_json_atomic
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
 from edgecnn.runtime.runners import Runner, predict_all
-from edgecnn.workflows.models import has_edgecnn_metadata, is_keras_model, open_model
+from edgecnn.workflows.models import is_keras_model, open_model
 
 if TYPE_CHECKING:
     import numpy as np

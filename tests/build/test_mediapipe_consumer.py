@@ -29,7 +29,7 @@ def test_mediapipe_reads_the_metadata_and_agrees_with_edgecnn_run(
         "--io", io, "--name", "digits", "--author", "edgecnn tests", "--json",
     )  # fmt: skip
     assert converted.exit_code == 0, converted.output
-    assert "--io uint8" not in converted.stderr  # no app-library warning for uint8 or float32 I/O
+    assert "warning" not in converted.stderr, converted.stderr  # nothing stops an app library from using it
     data = copy_subset(photos_test, tmp_path / "data", per_class=6)
     images = sorted(str(p) for p in data.rglob("*.jpg"))
     ours = run_cli("run", out, *images, "--json", "--top-k", "1")

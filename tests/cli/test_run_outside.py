@@ -133,3 +133,26 @@ def test_a_model_that_is_not_a_classifier_is_refused(tmp_path: Path, small_folde
         result = run_cli(*command, "--labels", labels, "--input-range", "0,1")
         assert result.exit_code == 2, result.output
         assert "2 output(s)" in result.stderr and "not classifiers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda side: side.update(labels=side["labels"][::-1]), "list different labels"),
+        (lambda side: side["preprocessing"].update(mean=[0.5], std=[0.5]), "different input normalization"),
+    ],
+)
+def test_a_sidecar_that_disagrees_with_the_metadata_is_an_error(
+    models: dict[str, Path], tmp_path: Path, small_folder: Path, change: Any, words: str
+) -> None:
+    """Convert embeds the labels and normalization twice (sidecar and TFLite Metadata): edgecnn never picks one."""
+    model = tmp_path / "m.tflite"
+    shutil.copyfile(models["int8"], model)
+    side = json.loads(models["int8"].with_suffix(".json").read_text())
+    change(side)
+    model.with_suffix(".json").write_text(json.dumps(side))  # its model_sha256 still matches the bytes
+    for command in (["run", model, small_folder], ["validate", "-r", models["float"], "-c", model, small_folder]):
+        result = run_cli(*command)
+        assert result.exit_code == 2, result.output
+        assert words in result.stderr and "its TFLite Metadata" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

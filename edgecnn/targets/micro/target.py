@@ -291,17 +291,7 @@ def _measure(model: Path) -> tuple[ArenaMeasurement | None, str | None]:
 
 
 def _model_finding(facts: ModelFacts) -> Finding:
-    flat = facts.flat
-    flash = f"{flat.size_bytes:,} bytes of flash for the model"
-    if facts.info is None:
-        return Finding("info", "model", f"{flash}, {facts.quantization_text}, {facts.io_text}, {facts.labels_text}")
-    inp, out = flat.inputs[0], flat.outputs[0]
-    return Finding(
-        "info",
-        "model",
-        f"{flash}, quantization {facts.quantization}, input {inp.dtype} "
-        f"{list(inp.shape)}, output {out.dtype} {list(out.shape)}, {facts.labels_text}",
-    )
+    return Finding("info", "model", f"{facts.flat.size_bytes:,} bytes of flash for the model, {facts.summary}")
 
 
 def _format_findings(facts: ModelFacts) -> list[Finding]:
