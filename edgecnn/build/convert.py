@@ -25,7 +25,6 @@ from edgecnn.build.outside import (
     ModelSource,
     open_source,
     outside_info,
-    refuse_hints_for_edgecnn,
     source_record,
 )
 from edgecnn.errors import UsageError
@@ -33,7 +32,7 @@ from edgecnn.model.flatbuffer import read_flatbuffer
 from edgecnn.model.graph import read_graph
 from edgecnn.runtime.bundle import ModelInfo, check_bundle_output, sidecar_path, write_tflite
 from edgecnn.runtime.data import balanced_subset, load_images, scan_images
-from edgecnn.runtime.describe import described_by
+from edgecnn.runtime.describe import agree_with_hints, described_by
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
@@ -278,13 +277,15 @@ def load_source(source: ModelSource, hints: InputHints) -> tuple[Any, ModelInfo 
     """Load a Keras model or SavedModel to convert, with edgecnn's metadata (None for a model from elsewhere).
 
     Raises:
-        UsageError: input options given for a model from ``edgecnn train``; ModelFormatError: an unloadable model.
+        UsageError: input options that contradict a model from ``edgecnn train``; ModelFormatError: an unloadable
+            model.
     """
     from edgecnn.build.keras_model import load_keras_model, load_outside_keras
 
     if source.kind == "edgecnn":
-        refuse_hints_for_edgecnn(source, hints)
-        return load_keras_model(source.path)
+        model, info = load_keras_model(source.path)
+        agree_with_hints(info.labels, info.preprocessing, hints, source.path, source="its edgecnn metadata")
+        return model, info
     return load_outside_keras(source.path), None
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import ModelFormatError, UsageError
+from edgecnn.errors import ModelFormatError
 from edgecnn.model.graph import ModelGraph
 from edgecnn.runtime.bundle import ModelInfo, has_edgecnn_metadata
 from edgecnn.runtime.describe import check_classifier, classifier_info, num_classes
@@ -128,16 +128,3 @@ def source_record(source: ModelSource, *, info: ModelInfo, described: list[str] 
     else:
         record["described_by"] = list(described or [])
     return record
-
-
-def refuse_hints_for_edgecnn(source: ModelSource, hints: InputHints) -> None:
-    """A model from ``edgecnn train`` carries its labels and preprocessing: options that would restate them are refused.
-
-    Raises:
-        UsageError: any input option was given.
-    """
-    if not hints.empty:
-        raise UsageError(
-            f"{source.name} was trained by edgecnn and carries its labels and preprocessing: drop --labels, "
-            "--input-range, --mean/--std, --bgr and --layout"
-        )

@@ -87,7 +87,7 @@ def tflite_info(
             metadata = None
         if metadata is not None:
             _agree(sidecar.labels, metadata.labels, sidecar.preprocessing, metadata, model, other="its TFLite Metadata")
-        _agree_with_hints(sidecar.labels, sidecar.preprocessing, hints, model, source=f"its sidecar {model.stem}.json")
+        agree_with_hints(sidecar.labels, sidecar.preprocessing, hints, model, source=f"its sidecar {model.stem}.json")
         return sidecar
     metadata = _metadata(content)
     return classifier_info(
@@ -251,9 +251,14 @@ def _agree(
         )
 
 
-def _agree_with_hints(
+def agree_with_hints(
     labels: Sequence[str], spec: Preprocessing, hints: InputHints, model: Path, *, source: str
 ) -> None:
+    """Options given for a model that carries its labels and preprocessing must say the same.
+
+    Raises:
+        UsageError: an option that contradicts ``source``, naming the option to drop.
+    """
     if hints.labels is not None and list(hints.labels) != list(labels):
         raise UsageError(f"{model.name}: {source} lists other labels than {hints.labels_source}: drop --labels")
     if hints.mean is not None and not _same_normalization((hints.mean, hints.std), (spec.mean, spec.std)):

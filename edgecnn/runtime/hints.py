@@ -124,8 +124,10 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
         UsageError: missing, unreadable, too large, not UTF-8, empty, or with blank or duplicate labels.
     """
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UsageError(f"--labels {file}: no such file (give a text file with one class name per line)")
+    if not file.is_file():  # a folder, or a FIFO or device that would block or never end
+        raise UsageError(f"--labels {file} is not a regular file: give a text file with one class name per line")
     try:
         size = file.stat().st_size
         if size > MAX_LABELS_BYTES:

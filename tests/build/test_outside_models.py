@@ -296,11 +296,18 @@ def test_score_kind_looks_through_quantize_ops(zoo: dict[str, Path], tmp_path: P
     assert "QUANTIZE" in result.ops and score_kind(result.path.read_bytes()) == "probability"
 
 
-def test_options_for_an_edgecnn_model_are_refused(
+def test_options_for_an_edgecnn_model_must_agree_with_it(
     models: dict[str, Path], zoo: dict[str, Path], tmp_path: Path
 ) -> None:
+    """An edgecnn model carries its labels and preprocessing: options that say the same are fine, others refused."""
+    agreeing = _convert(models["keras"], tmp_path / "x.tflite", quantize="none", hints=_hints(zoo))
+    assert agreeing.info.labels == PHOTO_CLASSES
+    wrong = tmp_path / "labels.txt"
+    wrong.write_text("\n".join(reversed(PHOTO_CLASSES)) + "\n")
     with pytest.raises(UsageError, match="drop --labels"):
-        _convert(models["keras"], tmp_path / "x.tflite", quantize="none", hints=_hints(zoo))
+        _convert(models["keras"], tmp_path / "y.tflite", quantize="none", hints=make_hints(labels=wrong))
+    with pytest.raises(UsageError, match="another input normalization"):
+        _convert(models["keras"], tmp_path / "z.tflite", quantize="none", hints=make_hints(input_range=(-1, 1)))
 
 
 def test_an_output_shaped_10x4_is_not_a_classifier(zoo: dict[str, Path], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,12 @@ def test_bad_labels_files_are_one_clear_error(tmp_path: Path, content: bytes, fr
 def test_missing_labels_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         read_labels(tmp_path / "nope.txt")
-    with pytest.raises(UsageError, match="no such file"):
+    with pytest.raises(UsageError, match="not a regular file"):
         read_labels(tmp_path)
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="not a regular file"):
+        read_labels(fifo)
 
 
 @pytest.mark.parametrize(
