@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for edgecnn's target tests: system packages, then the cached test environments
-# (the emulated Raspberry Pi root and wheels, the x86 tflite-runtime and runtime-only venvs).
+# (the emulated Raspberry Pi root and wheels, the x86 tflite-runtime, runtime-only and MediaPipe venvs, and
+# tflite-support's wheel).
 #
 # Idempotent and quick when everything is already there. Run it as root on Debian 12 (or Ubuntu);
 # without root it names the packages to install and goes on, and the tests that need them skip.
