@@ -43,11 +43,16 @@ T Quantize(float value) {
   return static_cast<T>(q < low ? low : (q > high ? high : q));
 }
 
-// Steps 2 and 3: scale each pixel with its channel's mean and std, then quantize it into the input tensor.
+// Steps 2 and 3: scale each pixel with its channel's mean and std, then quantize it into the input tensor. The
+// input's element i is channel c of pixel p in the model's own layout (channels last, or first for a PyTorch-style
+// NCHW model) and channel order (BGR for some models); the camera image is RGB, rows first, channels last.
 void FillInput(model_InputType* input) {
+  const int pixels = kmodelImageHeight * kmodelImageWidth;
   for (int i = 0; i < kmodelInputElements; ++i) {
-    const int c = i % kmodelInputChannels;
-    const float value = (image[i] / 255.0f - kmodelMean[c]) / kmodelStd[c];
+    const int c = kmodelInputChannelsFirst ? (i / pixels) % kmodelInputChannels : i % kmodelInputChannels;
+    const int p = kmodelInputChannelsFirst ? i % pixels : (i / kmodelInputChannels) % pixels;
+    const int source = kmodelImageBgr ? kmodelInputChannels - 1 - c : c;
+    const float value = (image[p * kmodelImageChannels + source] / 255.0f - kmodelMean[c]) / kmodelStd[c];
     input[i] = Quantize<model_InputType>(value);
   }
 }

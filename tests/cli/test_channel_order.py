@@ -66,3 +66,29 @@ def test_a_converted_bgr_model_keeps_its_channel_order(setup: dict[str, Path], t
     assert json.loads(out.with_suffix(".json").read_text())["preprocessing"]["bgr"] is True
     assert read_metadata(out.read_bytes()).color_space is None
     assert top(run_cli("run", out, root / "red.png", "--json")) == "third"
+
+
+def test_the_micro_export_of_a_bgr_nchw_model_says_so(
+    setup: dict[str, Path], tmp_path: Path, small_folder: Path
+) -> None:
+    """Firmware feeds what the settings header describes: the channels-first layout, the BGR order, the true size."""
+    root = setup["root"]
+    out = tmp_path / "m.tflite"
+    converted = run_cli(
+        "convert", root / "nchw.tflite", "--out", out, "--calibration", small_folder, "--calibration-size", "12",
+        "--labels", root / "labels.txt", "--input-range", "0,1", "--bgr",
+    )  # fmt: skip
+    assert converted.exit_code == 0, converted.output
+    exported = run_cli("export", "micro", out, "--out", tmp_path / "fw", "--name", "m")
+    assert exported.exit_code == 0, exported.output
+    settings = (tmp_path / "fw" / "m_model_settings.h").read_text()
+    for line in (
+        "constexpr int kmInputHeight = 8;",
+        "constexpr int kmInputWidth = 8;",
+        "constexpr int kmInputChannels = 3;",
+        "constexpr bool kmInputChannelsFirst = true;",
+        "constexpr bool kmImageBgr = true;",
+        "// Input dimensions, NCHW",
+    ):
+        assert line in settings, line
+    assert "as BGR (3 channels), channels first" in settings

@@ -300,7 +300,7 @@ def _check_tensor_types(model_path: Path, flat: FlatModel) -> None:
 
 
 def _check_io(model_path: Path, info: ModelInfo, flat: FlatModel) -> None:
-    """The settings header describes one NHWC image input and one score vector; check the model has those."""
+    """The settings header describes one image input (NHWC or NCHW) and one score vector; check the model has those."""
     fix = "re-run edgecnn convert to regenerate the bundle"
     if len(flat.inputs) != 1 or len(flat.outputs) != 1:
         raise ModelFormatError(
@@ -311,7 +311,7 @@ def _check_io(model_path: Path, info: ModelInfo, flat: FlatModel) -> None:
     if len(shape) != 4 or shape != list(info.input_shape):
         raise ModelFormatError(
             f"{model_path.name} takes input shape {shape}, its sidecar says {info.input_shape} "
-            f"(edgecnn exports NHWC image inputs): {fix}"
+            f"(edgecnn exports one image input): {fix}"
         )
     for role, params in (("input", info.input), ("output", info.output)):
         if params.dtype not in _C_TYPES:
@@ -540,8 +540,16 @@ def render_settings(
     """``NAME_model_settings.h``: everything a firmware needs to feed the model and read its scores."""
     guard = _guard(name, "MODEL_SETTINGS")
     pre = info.preprocessing
-    batch, height, width, channels = info.input_shape
     k = f"k{name}"
+    if pre.layout == "NCHW":  # a PyTorch-style export: each channel's plane of rows, one after the other
+        batch, channels, height, width = info.input_shape
+        dims = f"// Input dimensions, NCHW: {k}InputElements = batch * channels * height * width."
+        order = "channels first (NCHW: all of channel 0's rows, then channel 1's ...)"
+    else:
+        batch, height, width, channels = info.input_shape
+        dims = f"// Input dimensions, NHWC: {k}InputElements = batch * height * width * channels."
+        order = "rows first, channels last (NHWC)"
+    colour = "BGR (3 channels)" if pre.bgr else _COLOR[pre.channels]
     if info.input.quantized:
         quantize_step = (
             f"//   3. q = round(value / {k}InputScale) + {k}InputZeroPoint, rounding half away from zero\n"
@@ -557,11 +565,12 @@ def render_settings(
         "",
         "#include <cstdint>",
         "",
-        f"// Input dimensions, NHWC: {k}InputElements = batch * height * width * channels.",
+        dims,
         f"constexpr int {k}InputBatch = {batch};",
         f"constexpr int {k}InputHeight = {height};",
         f"constexpr int {k}InputWidth = {width};",
         f"constexpr int {k}InputChannels = {channels};",
+        f"constexpr bool {k}InputChannelsFirst = {'true' if pre.layout == 'NCHW' else 'false'};",
         "",
         *_tensor_block(name, "input", info.input, info.input_shape),
         "",
@@ -575,12 +584,13 @@ def render_settings(
         "",
         "// Preprocessing, exactly as edgecnn trained and validated the model (edgecnn.runtime.preprocess):",
         f"//   1. resize the image to {k}ImageWidth x {k}ImageHeight with the {_comment_text(pre.resize)} filter,",
-        f"//      as {_COLOR[pre.channels]}, rows first, channels last (NHWC);",
+        f"//      as {colour}, {order};",
         f"//   2. value = (pixel / 255.0f - {k}Mean[c]) / {k}Std[c], in float, for channel c;",
         quantize_step.rstrip("\n"),
         f"constexpr int {k}ImageHeight = {pre.height};",
         f"constexpr int {k}ImageWidth = {pre.width};",
         f"constexpr int {k}ImageChannels = {pre.channels};",
+        f"constexpr bool {k}ImageBgr = {'true' if pre.bgr else 'false'};",
         f"constexpr float {k}Mean[{k}ImageChannels] = {{{_per_channel(pre.mean, pre.channels)}}};",
         f"constexpr float {k}Std[{k}ImageChannels] = {{{_per_channel(pre.std, pre.channels)}}};",
         f"constexpr const char* const {k}ResizeFilter = {c_string(pre.resize)};",
