@@ -93,6 +93,21 @@ def test_validate_feeds_a_reference_from_elsewhere_like_its_candidate(outside: d
     assert report["num_images"] == 50
 
 
+def test_stages_and_report_for_a_reference_from_elsewhere(outside: dict[str, Any], tmp_path: Path) -> None:
+    """--report converts the outside .keras to float TFLite with the candidate's labels and preprocessing."""
+    root = outside["root"]
+    result = run_cli(
+        "validate", "-r", root / "outside.keras", "-c", root / "float.tflite", outside["data"],
+        "--labels", root / "labels.txt", "--input-range", "-1,1", "--report", tmp_path / "report", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stages = json.loads(result.stdout)["stages"]
+    names = [stage["name"] for stage in stages["stages"]]
+    assert names[:2] == ["keras float", "tflite float"]
+    assert stages["stages"][0]["accuracy"] == pytest.approx(stages["stages"][1]["accuracy"], abs=0.02)
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
 def test_a_sidecar_and_an_option_that_disagree_are_an_error(
     models: dict[str, Path], tmp_path: Path, small_folder: Path
 ) -> None:
