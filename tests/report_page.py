@@ -58,7 +58,9 @@ def expected_formatter(report: dict[str, Any], path: str) -> Callable[[Any], str
     """How the page must show the number at ``path``: decided here, independently of the page's tags."""
     gate = re.fullmatch(r"gates\.(\d+)\.(value|threshold)", path)
     if gate:
-        return {"max-drop": fmt_pp, "min-agreement": fmt_percent}[report["gates"][int(gate[1])]["name"]]
+        return {"max-drop": fmt_pp, "min-agreement": fmt_percent, "min-reference-accuracy": fmt_percent}[
+            report["gates"][int(gate[1])]["name"]
+        ]
     rules: list[tuple[str, Callable[[Any], str]]] = [
         (r"reference_accuracy|candidate_accuracy|agreement", fmt_percent),
         (r"accuracy_drop_pp", fmt_pp),

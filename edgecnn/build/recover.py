@@ -16,7 +16,6 @@ passes, the best attempt is written beside the requested path, named as such, an
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from edgecnn.model.graph import ModelGraph, read_graph
 from edgecnn.runtime.bundle import check_bundle_output
 from edgecnn.runtime.data import load_labelled, scan_images
 from edgecnn.runtime.describe import described_by
+from edgecnn.runtime.files import temporary_folder
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress
 
@@ -214,7 +214,7 @@ def convert_with_gate(
         return load_calibration(calibration, info.preprocessing, size=size, seed=seed, strict=strict,
                                 on_progress=on_progress)  # fmt: skip
 
-    with tempfile.TemporaryDirectory(prefix="edgecnn-recover-") as folder:
+    with temporary_folder("recover-") as folder:
 
         def attempt(name: str, detail: str, flatbuffer: bytes, quantization: str, calib: CalibrationSet,
                     extra: dict[str, Any]) -> bool:  # fmt: skip

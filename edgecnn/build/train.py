@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edgecnn.build.augment import augment_batch, parse_augment
-from edgecnn.errors import DatasetError, UsageError
+from edgecnn.errors import EXIT_VERDICT_FAILED, DatasetError, EdgecnnError, UsageError
 from edgecnn.runtime.bundle import ModelInfo, embed_keras_info
 from edgecnn.runtime.data import LoadedImages, Sample, load_images, scan_folder, split_samples
 from edgecnn.runtime.files import atomic_path, captured_native_stderr, check_output_path, refuse_inputs
@@ -27,6 +27,38 @@ EpochFn = Callable[[int, int, dict[str, float]], None]
 """Called after each epoch with (epoch number from 1, total epochs, metrics)."""
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
+MIN_IMAGE_SIZE = 8
+"""Smallest ``--image-size``: the default CNN halves the image at least once and needs a few pixels left."""
+
+MAX_IMAGE_SIZE = 1024
+"""Largest ``--image-size``: every image is held in memory as float32, 12 MB each at 1024 x 1024 RGB."""
+
+
+class TrainingDivergedError(EdgecnnError):
+    """The loss became NaN or infinite: the weights are garbage, so nothing is written (a verdict: exit 1)."""
+
+    exit_code = EXIT_VERDICT_FAILED
+
+
+def check_training_options(
+    *, image_size: int, epochs: int, batch_size: int, filters: int, learning_rate: float
+) -> None:
+    """Refuse, before any work, training options that mean nothing or that no machine could hold.
+
+    Checked by the library, not only by the command line's option types, so a caller of the Python API is
+    protected too.
+
+    Raises:
+        UsageError: naming the option and its allowed range.
+    """
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise UsageError(f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels, not {image_size}")
+    if min(epochs, batch_size, filters) < 1:
+        raise UsageError("--epochs, --batch-size and --filters must be at least 1")
+    # `not > 0` also refuses NaN, which compares false with everything.
+    if not (learning_rate > 0 and math.isfinite(learning_rate)):
+        raise UsageError(f"--learning-rate must be a finite number above 0, not {learning_rate}")
 
 
 @dataclass
@@ -132,6 +164,9 @@ def compile_and_fit(
         epochs: passes over the data.
         validation: held-out images reported after each epoch (None: none).
         on_epoch: called after each epoch with (epoch, epochs, metrics).
+
+    Raises:
+        TrainingDivergedError: the loss or a weight became NaN or infinite (training stops at the first such step).
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -139,9 +174,24 @@ def compile_and_fit(
         metrics=["accuracy"],
     )
 
+    diverged: list[str] = []  # where the loss first stopped being a number, when it did
+
     class _Report(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        _epoch = 0
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            # Once the loss is NaN every later step is too: stop at once rather than train garbage for the
+            # remaining epochs (Keras's TerminateOnNaN, plus where it happened for the message).
+            loss = (logs or {}).get("loss")
+            if loss is not None and not diverged and not math.isfinite(float(loss)):
+                diverged.append(f"epoch {self._epoch + 1}, batch {batch + 1}, loss {float(loss)}")
+                self.model.stop_training = True
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._epoch = epoch
+
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if on_epoch is not None:
+            if on_epoch is not None and not diverged:
                 on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
     # tf.data logs a harmless NodeDef warning on the C-level stderr when fit starts; keep it off the console.
@@ -152,6 +202,14 @@ def compile_and_fit(
             verbose=0,
             validation_data=(validation.images, validation.labels) if validation is not None else None,
             callbacks=[_Report()],
+        )
+    # The weights too: a loss can stay finite for a step after a weight has overflowed.
+    if not diverged and not all(np.isfinite(w).all() for w in model.get_weights()):
+        diverged.append("after the last epoch, in the weights")
+    if diverged:
+        raise TrainingDivergedError(
+            f"training diverged ({diverged[0]}): no model written; lower --learning-rate "
+            f"(it was {learning_rate:g}) or check the images"
         )
     return {k: round(float(v[-1]), 6) for k, v in history.history.items()}
 
@@ -182,13 +240,14 @@ def train(
     Args:
         data: image folder ``DATA/<class>/<image>``.
         out: the ``.keras`` file to write (its folder must exist).
-        image_size: images are resized to ``image_size`` x ``image_size``.
+        image_size: images are resized to ``image_size`` x ``image_size``, between :data:`MIN_IMAGE_SIZE` and
+            :data:`MAX_IMAGE_SIZE`.
         channels: 1 or 3; guessed from the images when None.
         epochs: passes over the training images.
         batch_size: images per gradient step.
         seed: seed of the split, the initial weights and the shuffling.
         validation_fraction: share of each class held out to report validation accuracy (0 for none).
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate, finite and above 0.
         filters: filters in the first block (doubling per block).
         augment: training-time augmentation: none, shift, flip or flip-shift (see :mod:`edgecnn.build.augment`).
         limit_per_class: use only the first N images of each class.
@@ -197,15 +256,15 @@ def train(
         on_epoch: called after each epoch.
 
     Raises:
-        DatasetError: bad data folder; UsageError: bad output path.
+        DatasetError: bad data folder; UsageError: bad options (see :func:`check_training_options`) or output path;
+        TrainingDivergedError: the loss became NaN or infinite (nothing is written).
     """
+    check_training_options(
+        image_size=image_size, epochs=epochs, batch_size=batch_size, filters=filters, learning_rate=learning_rate
+    )
     out_path = check_output_path(out, suffixes=(".keras",))
     refuse_inputs([out_path], [data])
     flip, shift = parse_augment(augment, image_size)
-    if min(epochs, batch_size, image_size, filters) < 1 or not learning_rate > 0 or math.isinf(learning_rate):
-        raise UsageError(
-            "--epochs, --batch-size, --image-size and --filters must be at least 1, --learning-rate above 0"
-        )
     folder = scan_folder(data, limit_per_class=limit_per_class)
     if len(folder.classes) < 2:
         raise DatasetError(f"{folder.root} has one class folder ({folder.classes[0]}): a classifier needs two or more")

@@ -240,6 +240,13 @@ def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: b
     "--max-drop", type=NUMBER, default=1.0, show_default=True, help="Largest allowed accuracy drop, in points."
 )
 @click.option("--min-agreement", type=NUMBER, help="Smallest allowed top-1 agreement, a fraction (e.g. 0.99).")
+@click.option(
+    "--min-reference-accuracy",
+    type=NUMBER,
+    metavar="F",
+    help="Smallest allowed reference accuracy, a fraction; 0 turns it off "
+    "[2x the most common class's share of DATA, at most halfway to 1].",
+)
 @limit_option
 @click.option("--batch-size", default=64, show_default=True)
 @strict_option
@@ -259,8 +266,10 @@ def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: b
 def validate(data: str, reference: str, candidate: str, quiet: bool, as_json: bool, **options: Any) -> None:
     """Compare REFERENCE and CANDIDATE on the labelled image folder DATA and gate on the result.
 
-    Exit 0 when every gate passes, 1 when one fails. With --target the candidate runs there (on a Raspberry Pi
-    over SSH with --target rpi --host pi@raspberrypi); the reference runs here. --report writes a self-contained
+    Exit 0 when every gate passes, 1 when one fails; a reference that cannot classify DATA (below
+    --min-reference-accuracy) fails too, and labels with no images in DATA are named. With --target the
+    candidate runs there (on a Raspberry Pi over SSH with --target rpi --host pi@raspberrypi); the reference
+    runs here. --report writes a self-contained
     report.html (implies --stages; --calibration adds the per-layer errors), --junit the gates as JUnit XML,
     --json-out the JSON document: all also when a gate fails.
 

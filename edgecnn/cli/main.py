@@ -28,6 +28,7 @@ from edgecnn.errors import (
     EdgecnnError,
     EdgecnnWarning,
 )
+from edgecnn.runtime.files import owned_temporaries
 
 DEBUG_ENV = "EDGECNN_DEBUG"
 # The system, not the user's input, when a file operation fails this way.
@@ -53,7 +54,10 @@ class EdgecnnGroup(click.Group):
         **extra: Any,
     ) -> Any:
         EdgecnnGroup.debug = _debug_from_env()
-        code = self._run(args, prog_name, complete_var, **extra)
+        # Every temporary file of the run (TensorFlow's too) in one folder of its own, removed at the end; what a
+        # killed run left is removed first.
+        with owned_temporaries():
+            code = self._run(args, prog_name, complete_var, **extra)
         if standalone_mode:
             sys.exit(code)
         return code

@@ -24,12 +24,20 @@ def as_json(result: Any) -> str:
     return dumps_json(result.to_dict() if hasattr(result, "to_dict") else result)
 
 
+def shown(path: object) -> str:
+    """A path (or a name from the user's folder) for people's text: control characters such as a newline or an
+    escape are written as Python escapes (``\\n``, ``\\x1b``), so a file name cannot fake a result line or drive
+    the terminal. Printable names, accented ones included, are unchanged; JSON keeps the real name."""
+    text = str(path)
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def skipped_lines(skipped: Sequence[Skipped], *, show: int = 5) -> list[str]:
     """A count of skipped files and the first few with their reasons."""
     if not skipped:
         return []
     lines = [f"skipped {len(skipped)} file(s):"]
-    lines += [f"  {s.path}: {s.reason}" for s in skipped[:show]]
+    lines += [f"  {shown(s.path)}: {shown(s.reason)}" for s in skipped[:show]]
     if len(skipped) > show:
         lines.append(f"  ... and {len(skipped) - show} more (see --json)")
     return lines
@@ -106,27 +114,34 @@ def validation(result: Any) -> str:
         f"{'class':<16}{'images':>8}{'reference':>11}{'candidate':>11}{'drop pp':>9}",
     ]
     lines += [
-        f"{c.label[:15]:<16}{c.support:>8}{percent(c.reference_accuracy):>11}{percent(c.candidate_accuracy):>11}"
+        f"{shown(c.label)[:15]:<16}{c.support:>8}{percent(c.reference_accuracy):>11}{percent(c.candidate_accuracy):>11}"
         f"{c.drop_pp:>9.2f}"
         for c in report.per_class
     ]
     drops = report.largest_drops()
     lines.append(
-        "largest per-class drops: " + (", ".join(f"{c.label} {c.drop_pp:.2f} pp" for c in drops) if drops else "none")
+        "largest per-class drops: "
+        + (", ".join(f"{shown(c.label)} {c.drop_pp:.2f} pp" for c in drops) if drops else "none")
     )
-    lines += ["", *_matrix("reference confusion", report.labels, report.reference_confusion)]
-    lines += ["", *_matrix("candidate confusion", report.labels, report.candidate_confusion), ""]
+    labels = [shown(label) for label in report.labels]
+    lines += ["", *_matrix("reference confusion", labels, report.reference_confusion)]
+    lines += ["", *_matrix("candidate confusion", labels, report.candidate_confusion), ""]
     if report.stages is not None:
         lines += [*stage_table(report.stages), ""]
     lines += skipped_lines(report.skipped)
     lines += [f"{'PASS' if g.passed else 'FAIL'} {g.describe()}" for g in report.gates]
+    if report.untested_labels:
+        lines.append(report.untested_note())
     lines.append("validation passed" if report.passed else "validation FAILED")
     return "\n".join(lines)
 
 
 def predictions(result: ClassifyResult) -> str:
     """One line per image: the top classes with their probabilities."""
-    lines = [f"{p.path}: " + ", ".join(f"{label} {score:.3f}" for label, score in p.top) for p in result.predictions]
+    lines = [
+        f"{shown(p.path)}: " + ", ".join(f"{shown(label)} {score:.3f}" for label, score in p.top)
+        for p in result.predictions
+    ]
     return "\n".join(lines + skipped_lines(result.skipped))
 
 

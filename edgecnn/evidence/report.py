@@ -65,7 +65,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "ms": fmt_ms,
 }
 # A gate's value and threshold are in the unit of what it checks.
-_GATE_KINDS = {"max-drop": "pp", "min-agreement": "percent"}
+_GATE_KINDS = {"max-drop": "pp", "min-agreement": "percent", "min-reference-accuracy": "percent"}
 
 
 def gate_kind(name: str) -> str:

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 _EPSILON = 1e-9
 
 
+def default_reference_floor(truth: np.ndarray) -> float:
+    """The reference accuracy a validation requires unless told otherwise: clearly better than guessing.
+
+    The baseline is the share of the most common class among the images (what always answering that class
+    scores; ``1 / classes`` on balanced data). The floor is twice the baseline, capped halfway between the
+    baseline and 1: 20% for 10 balanced classes, 2/3 for three, 75% for two. A reference below it is no evidence
+    about the candidate: most likely the images' class folders do not match the model's classes.
+    """
+    counts = np.bincount(np.asarray(truth, dtype=np.int64))
+    baseline = float(counts.max() / counts.sum()) if counts.sum() else 0.0
+    return min(2.0 * baseline, (1.0 + baseline) / 2.0)
+
+
 @dataclass(frozen=True)
 class Gate:
     """One pass/fail check: ``value`` against ``threshold``."""
@@ -85,6 +98,7 @@ class ValidationReport:
         per_class: per-class accuracy of both models (classes with no images are left out).
         reference_confusion / candidate_confusion: ``[true][predicted]`` counts.
         gates: the checks applied, each with its verdict.
+        untested_labels: the model's classes with no images in the data, which the validation says nothing about.
         skipped: files left out (unreadable or not images), with reasons.
         candidate_target / candidate_runtime: where the candidate ran, and in which interpreter.
         stages: a :class:`~edgecnn.evidence.stages.StageReport` when asked for (``--stages``), else None.
@@ -99,6 +113,7 @@ class ValidationReport:
     reference_confusion: list[list[int]]
     candidate_confusion: list[list[int]]
     gates: list[Gate] = field(default_factory=list)
+    untested_labels: list[str] = field(default_factory=list)
     skipped: list[Any] = field(default_factory=list)
     candidate_target: str = "host"
     candidate_runtime: str = ""
@@ -115,8 +130,19 @@ class ValidationReport:
         return all(g.passed for g in self.gates)
 
     def messages(self) -> list[str]:
-        """Each failed gate, for stderr: ``gate failed: max-drop: accuracy drop 1.20 pp, allowed at most 1.00 pp``."""
-        return [f"gate failed: {g.describe()}" for g in self.gates if not g.passed]
+        """Each failed gate, for stderr (``gate failed: max-drop: accuracy drop 1.20 pp, allowed at most 1.00 pp``),
+        then a note naming the labels no image tested."""
+        failed = [f"gate failed: {g.describe()}" for g in self.gates if not g.passed]
+        return failed + ([self.untested_note()] if self.untested_labels else [])
+
+    def untested_note(self) -> str:
+        """``note: 2 of 10 labels never tested (no images in the data): cat, dog`` (empty when every label was)."""
+        if not self.untested_labels:
+            return ""
+        return (
+            f"note: {len(self.untested_labels)} of {len(self.labels)} labels never tested (no images in the data): "
+            + ", ".join(self.untested_labels)
+        )
 
     def largest_drops(self, count: int = 3) -> list[ClassResult]:
         """The classes whose accuracy dropped most (only those that dropped)."""
@@ -137,6 +163,7 @@ class ValidationReport:
             "candidate_runtime": self.candidate_runtime,
             "gates": [g.to_dict() for g in self.gates],
             "labels": self.labels,
+            "untested_labels": list(self.untested_labels),
             "per_class": [c.to_dict() for c in self.per_class],
             "largest_drops": [c.to_dict() for c in self.largest_drops()],
             "reference_confusion": self.reference_confusion,
@@ -168,16 +195,25 @@ def check_comparable(reference: Runner, candidate: Runner) -> None:
         )
 
 
-def check_gates(*, max_drop: float | None, min_agreement: float | None) -> None:
+def check_gates(
+    *, max_drop: float | None, min_agreement: float | None, min_reference_accuracy: float | None = None
+) -> None:
     """Refuse gate thresholds that mean nothing, before any work.
 
     Raises:
-        UsageError: a NaN or infinite threshold, a negative drop, or an agreement outside [0, 1].
+        UsageError: a NaN or infinite threshold, a negative drop, or an agreement or accuracy outside [0, 1].
     """
     if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
         raise UsageError(f"--max-drop is a number of percentage points, 0 or more, not {max_drop}")
     if min_agreement is not None and not (math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0):
         raise UsageError(f"--min-agreement is a fraction between 0 and 1, not {min_agreement}")
+    if min_reference_accuracy is not None and not (
+        math.isfinite(min_reference_accuracy) and 0.0 <= min_reference_accuracy <= 1.0
+    ):
+        raise UsageError(
+            "--min-reference-accuracy is a fraction between 0 and 1 (0 turns the floor off), "
+            f"not {min_reference_accuracy}"
+        )
 
 
 def compare(
@@ -188,15 +224,25 @@ def compare(
     *,
     max_drop: float | None = 1.0,
     min_agreement: float | None = None,
+    min_reference_accuracy: float | None = None,
 ) -> ValidationReport:
     """The report and gates from both models' scores on the same images.
 
     Callers that try several candidates against one reference (``convert --max-drop``) run the reference once.
 
+    Args:
+        labels: the models' classes, in output order.
+        images: the images both models ran on, with their true labels.
+        reference_scores / candidate_scores: each model's scores on them.
+        max_drop: largest allowed accuracy drop in percentage points (None: no gate).
+        min_agreement: smallest allowed top-1 agreement, a fraction (None: no gate).
+        min_reference_accuracy: smallest allowed reference accuracy, a fraction: a reference that cannot classify
+            the images says nothing about the candidate. None: :func:`default_reference_floor`; 0: no floor.
+
     Raises:
         UsageError: a gate threshold that means nothing (see :func:`check_gates`).
     """
-    check_gates(max_drop=max_drop, min_agreement=min_agreement)
+    check_gates(max_drop=max_drop, min_agreement=min_agreement, min_reference_accuracy=min_reference_accuracy)
     ref_pred = np.asarray(reference_scores).argmax(axis=1)
     cand_pred = np.asarray(candidate_scores).argmax(axis=1)
     truth = images.labels
@@ -218,8 +264,22 @@ def compare(
         per_class=per_class,
         reference_confusion=ref_cm.tolist(),
         candidate_confusion=cand_cm.tolist(),
+        untested_labels=[labels[c] for c in range(k) if support[c] == 0],
         skipped=list(images.skipped),
     )
+    # First, because when it fails the other gates compare two models on images neither can classify.
+    floor = default_reference_floor(truth) if min_reference_accuracy is None else min_reference_accuracy
+    if floor > 0:
+        report.gates.append(
+            Gate(
+                "min-reference-accuracy",
+                report.reference_accuracy,
+                floor,
+                report.reference_accuracy + _EPSILON >= floor,
+                "reference accuracy {value:.4f}, required at least {threshold:.4f} (below it the reference cannot "
+                "classify these images: do DATA's class folders hold the classes they are named after?)",
+            )
+        )
     if max_drop is not None:
         drop = report.accuracy_drop_pp
         report.gates.append(

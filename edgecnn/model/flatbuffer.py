@@ -29,7 +29,6 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ModelFormatError
@@ -37,6 +36,14 @@ from edgecnn.errors import ModelFormatError
 FIX = "it is truncated or corrupt, or not a TFLite model: export or copy it again"
 _FIX = FIX
 _IDENTIFIER = b"TFL3"
+
+MAX_MODEL_BYTES = 2**31 - 1
+"""The largest model file read: FlatBuffers' own limit (``FLATBUFFERS_MAX_BUFFER_SIZE``, offsets are 32-bit).
+
+TFLite can keep the buffers of a model over 2 GB after the flatbuffer (``Buffer.offset``); no model edgecnn targets
+comes near that size, and refusing it lets a file be judged from its first 8 bytes and its size, never read whole
+first (a 3 GiB file of zeros named ``.tflite`` is refused at once).
+"""
 
 # Field slots of the schema's tables (schema.fbs), in declaration order.
 _MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_DESCRIPTION, _MODEL_BUFFERS = 1, 2, 3, 4
@@ -301,12 +308,19 @@ class FlatModel:
 
 
 class _File:
-    """The model's bytes, with bounds-checked reads that raise :class:`ModelFormatError`."""
+    """The model's bytes, with bounds-checked reads that raise :class:`ModelFormatError`.
 
-    def __init__(self, content: bytes, where: str) -> None:
+    ``strict`` adds what the FlatBuffers verifier that LiteRT runs also checks (:mod:`edgecnn.model.verify` sets it):
+    every scalar, offset, table and vtable aligned to its size, and every string NUL-terminated. The plain reader
+    leaves them out because a misaligned but in-bounds read is harmless in Python; a native runtime that trusts the
+    file is another matter.
+    """
+
+    def __init__(self, content: bytes, where: str, *, strict: bool = False) -> None:
         self.content = content
         self.size = len(content)
         self.where = where
+        self.strict = strict
 
     def error(self, problem: str) -> ModelFormatError:
         return ModelFormatError(f"{self.where} is not a valid TFLite model ({problem}): {_FIX}")
@@ -316,9 +330,15 @@ class _File:
         if pos < 0 or size < 0 or pos + size > self.size:
             raise self.error(f"{what} at byte {pos} ({size} bytes) lies outside the {self.size}-byte file")
 
+    def aligned(self, pos: int, size: int, what: str) -> None:
+        """In strict mode, check that ``pos`` is a multiple of ``size`` (FlatBuffers aligns every value to its size)."""
+        if self.strict and pos % size:
+            raise self.error(f"{what} at byte {pos} is not aligned to {size} bytes")
+
     def scalar(self, code: str, pos: int, what: str) -> Any:
         layout = _STRUCTS[code]
         self.need(pos, layout.size, what)
+        self.aligned(pos, layout.size, what)
         return layout.unpack_from(self.content, pos)[0]
 
     def follow(self, pos: int, what: str) -> int:
@@ -357,6 +377,7 @@ class _Table:
         # The soffset takes the table's first 4 bytes; a field must lie after it and inside the table.
         if offset < 4 or offset + size > self.size:
             raise self.file.error(f"{self.what}'s {name} lies outside the table")
+        self.file.aligned(self.pos + offset, size, f"{self.what}'s {name}")
         return self.pos + offset
 
     def scalar(self, slot: int, code: str, default: Any, name: str) -> Any:
@@ -383,7 +404,18 @@ class _Table:
 
     def string(self, slot: int, name: str) -> str:
         start, count = self.vector(slot, 1, name)
-        return self.file.content[start : start + count].decode("utf-8", errors="replace")
+        # C++ readers take strings as C strings: in strict mode, the terminating NUL must be there too.
+        if self.file.strict and count:
+            self.file.need(start + count, 1, f"{self.what}'s {name}'s terminating NUL")
+            if self.file.content[start + count] != 0:
+                raise self.file.error(f"{self.what}'s {name} is not NUL-terminated")
+        text = self.file.content[start : start + count]
+        if self.file.strict:
+            try:  # FlatBuffers strings are UTF-8; the runtimes' Python wrappers decode names and fail otherwise
+                return text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.file.error(f"{self.what}'s {name} is not UTF-8 text") from None
+        return text.decode("utf-8", errors="replace")
 
     def tables(self, slot: int, name: str) -> _Tables:
         start, count = self.vector(slot, 4, name)
@@ -547,20 +579,45 @@ def read_flatbuffer(model: bytes | str | os.PathLike[str]) -> FlatModel:
 
     Raises:
         ModelFormatError: the file cannot be read, or is not a TFLite model (no ``TFL3`` identifier, no
-            subgraph), or is truncated or corrupt (an offset, length or index outside what the file holds).
+            subgraph), or is larger than :data:`MAX_MODEL_BYTES`, or is truncated or corrupt (an offset, length or
+            index outside what the file holds).
+    """
+    content, where = model_content(model)
+    return _read(_File(content, where))
+
+
+def model_content(model: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
+    """A model's bytes and how messages name it, once its identifier and size say it may be a TFLite model.
+
+    A file is judged from its first 8 bytes and its size before it is read whole, so a huge file that is not a
+    model (or one over the FlatBuffers limit) costs nothing.
+
+    Raises:
+        ModelFormatError: unreadable, no ``TFL3`` identifier at bytes 4..8, or over :data:`MAX_MODEL_BYTES`.
     """
     if isinstance(model, (bytes, bytearray, memoryview)):
-        content, where = bytes(model), "the model"
-    else:
-        where = str(model)
-        try:
-            content = Path(model).read_bytes()
-        except OSError as exc:
-            raise ModelFormatError(f"cannot read {where} ({exc.strerror or exc}): check the path") from None
+        content = bytes(model)
+        _check_header(content[:8], len(content), "the model")
+        return content, "the model"
+    where = str(model)
+    try:
+        with open(model, "rb") as stream:
+            _check_header(stream.read(8), os.fstat(stream.fileno()).st_size, where)
+            stream.seek(0)
+            return stream.read(MAX_MODEL_BYTES + 1), where
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {where} ({exc.strerror or exc}): check the path") from None
+
+
+def _check_header(head: bytes, size: int, where: str) -> None:
     # TFLite files carry the identifier "TFL3" at bytes 4..8; anything else is not a model.
-    if len(content) < 8 or content[4:8] != _IDENTIFIER:
+    if len(head) < 8 or head[4:8] != _IDENTIFIER:
         raise ModelFormatError(f"{where} is not a TFLite model (no TFL3 identifier): {_FIX}")
-    return _read(_File(content, where))
+    if size > MAX_MODEL_BYTES:
+        raise ModelFormatError(
+            f"{where} is {size:,} bytes, over the {MAX_MODEL_BYTES:,}-byte limit of a TFLite flatbuffer: "
+            "edgecnn reads models up to 2 GiB; give a smaller model"
+        )
 
 
 def metadata_buffers(model: bytes) -> dict[str, bytes]:

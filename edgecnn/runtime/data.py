@@ -4,11 +4,20 @@ Classes are the sub-folders of ``ROOT`` sorted by name; their index is the label
 order so a subset such as "the first 50 images of each class" is the same on every machine. Hidden files
 (names starting with a dot) are ignored; any other file that is not a readable image is skipped with a
 reason that reaches the report, or is an error with ``strict``.
+
+Hostile entries, each skipped with its reason (an error with ``strict``), never silently dropped:
+
+- FIFOs, sockets and devices: never opened (a FIFO named ``x.png`` would block the read forever);
+- symbolic links (to files or folders) that resolve outside the data folder: not followed unless
+  ``follow_links``, so a dataset cannot pull in ``/etc/passwd`` or a whole disk; links inside it are followed;
+- broken links, and links back to a folder being scanned (a loop): skipped, so a scan always ends;
+- folders that cannot be listed: skipped.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +26,7 @@ import numpy as np
 
 from edgecnn.errors import DatasetError, MissingDependencyError
 from edgecnn.runtime.files import atomic_path
-from edgecnn.runtime.preprocess import ImageReadError, Preprocessing, load_image
+from edgecnn.runtime.preprocess import ImageReadError, Preprocessing, file_kind, load_image
 from edgecnn.runtime.progress import Progress, ProgressFn, no_progress
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
@@ -77,16 +86,109 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
     return sorted(p for p in entries if not p.name.startswith("."))
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every non-hidden file below ``folder``, sorted; hidden folders (``.ipynb_checkpoints``...) are not entered.
+def _inside(real: str, root: str) -> bool:
+    """Whether the resolved path ``real`` is ``root`` or below it (both resolved)."""
+    try:
+        return os.path.commonpath([real, root]) == root
+    except ValueError:  # Windows: on another drive
+        return False
 
-    ``os.walk`` reads directory entries without a stat per file, which matters for folders of 50,000 images.
+
+def _link_problem(path: Path, root: str, *, follow_links: bool) -> tuple[str | None, str]:
+    """Why the symbolic link ``path`` is not followed (None when it is), and where it leads.
+
+    Args:
+        path: a symbolic link found while scanning.
+        root: the resolved data folder.
+        follow_links: follow links that leave ``root``.
     """
+    try:
+        real = os.path.realpath(path, strict=True)
+    except (OSError, RuntimeError):  # a missing target, or a chain of links that never ends
+        return "broken symbolic link (its target is missing or it loops)", ""
+    if not follow_links and not _inside(real, root):
+        return f"symbolic link to {real}, outside the data folder: not followed", real
+    return None, real
+
+
+def _files_under(
+    folder: Path, *, root: Path | None = None, follow_links: bool = False
+) -> tuple[list[Path], list[Skipped]]:
+    """Every non-hidden regular file below ``folder``, sorted, and the entries left out with their reasons.
+
+    Hidden folders (``.ipynb_checkpoints``...) are not entered and hidden files are ignored. FIFOs, sockets,
+    devices, broken links, links leaving ``root`` (unless ``follow_links``) and links back to a folder being
+    scanned are left out with a reason. ``os.scandir`` gives each entry's type without a stat per file, which
+    matters for folders of 50,000 images; only links and odd entries cost a system call.
+
+    Args:
+        folder: the folder to search.
+        root: the data folder links must stay inside (``folder`` itself by default).
+        follow_links: follow links that resolve outside ``root`` too.
+    """
+    top = os.path.realpath(root if root is not None else folder)
     found: list[Path] = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(current, f) for f in files if not f.startswith(".")]
-    return sorted(found)
+    skipped: list[Skipped] = []
+    # Iterative, each folder with the resolved folders above it: a link back to one of them is a loop.
+    pending: list[tuple[Path, tuple[str, ...]]] = [(folder, (os.path.realpath(folder),))]
+    while pending:
+        current, above = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skipped(current, f"folder could not be listed ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            real = os.path.join(above[-1], entry.name)
+            if entry.is_symlink():
+                problem, real = _link_problem(path, top, follow_links=follow_links)
+                if problem is not None:
+                    skipped.append(Skipped(path, problem))
+                    continue
+            if entry.is_dir():
+                if real in above:
+                    skipped.append(Skipped(path, f"symbolic link loop (back to {real}): not followed"))
+                else:
+                    pending.append((path, (*above, real)))
+            elif entry.is_file():
+                found.append(path)
+            else:
+                skipped.append(Skipped(path, f"not a regular file ({_kind(entry)}): not read"))
+    return sorted(found), sorted(skipped, key=lambda s: s.path)
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """What an entry that is neither a folder nor a regular file is (through a link: what it leads to)."""
+    try:
+        return file_kind(entry.stat().st_mode)
+    except OSError:  # gone since it was listed
+        return "missing"
+
+
+def _regular_file_problem(path: Path) -> str | None:
+    """Why a path named explicitly is not read (a FIFO, socket, device), or None for a regular file."""
+    mode = os.stat(path).st_mode
+    return None if stat.S_ISREG(mode) else f"not a regular file ({file_kind(mode)}): not read"
+
+
+def _class_folders(base: Path, *, follow_links: bool) -> tuple[list[Path], list[Skipped]]:
+    """The class folders of ``base``, and the linked ones not followed (leaving ``base``, broken or looping)."""
+    top = os.path.realpath(base)
+    folders: list[Path] = []
+    skipped: list[Skipped] = []
+    for path in _visible(base.iterdir()):
+        if path.is_symlink():
+            problem, _ = _link_problem(path, top, follow_links=follow_links)
+            if problem is not None:
+                skipped.append(Skipped(path, problem))
+                continue
+        if path.is_dir():
+            folders.append(path)
+    return folders, skipped
 
 
 def _is_image(path: Path) -> bool:
@@ -98,7 +200,11 @@ def _not_an_image(path: Path) -> Skipped:
 
 
 def scan_folder(
-    root: str | os.PathLike[str], *, limit_per_class: int | None = None, labels: Sequence[str] | None = None
+    root: str | os.PathLike[str],
+    *,
+    limit_per_class: int | None = None,
+    labels: Sequence[str] | None = None,
+    follow_links: bool = False,
 ) -> ImageFolder:
     """List the classes and image files of ``root`` without decoding anything.
 
@@ -107,6 +213,8 @@ def scan_folder(
         limit_per_class: keep only the first N image files (sorted by name) of each class.
         labels: a model's class names: each folder's label is its index there (a folder may be missing,
             so a subset of classes can be checked), instead of its position among the folders.
+        follow_links: follow symbolic links (class folders, folders and files) that lead outside ``root``;
+            by default they are skipped with a reason.
 
     Raises:
         DatasetError: ``root`` does not exist, holds no class folders, a class folder holds no images, or a
@@ -119,9 +227,12 @@ def scan_folder(
         raise DatasetError(f"{base} is not a folder: give a folder with one sub-folder of images per class")
     if limit_per_class is not None and limit_per_class < 1:
         raise DatasetError(f"--limit-per-class must be at least 1, not {limit_per_class}")
-    class_dirs = [p for p in _visible(base.iterdir()) if p.is_dir()]
+    class_dirs, skipped = _class_folders(base, follow_links=follow_links)
     if not class_dirs:
-        raise DatasetError(f"data folder {base} has no class folders: put each class's images in {base}/<class name>/")
+        links = f" ({len(skipped)} linked folder(s) not followed: {skipped[0].reason})" if skipped else ""
+        raise DatasetError(
+            f"data folder {base} has no class folders{links}: put each class's images in {base}/<class name>/"
+        )
     names = [p.name for p in class_dirs]
     if labels is not None:
         unknown = [n for n in names if n not in labels]
@@ -131,10 +242,10 @@ def scan_folder(
                 "rename or remove it"
             )
     samples: list[Sample] = []
-    skipped: list[Skipped] = []
     for position, class_dir in enumerate(class_dirs):
         label = list(labels).index(class_dir.name) if labels is not None else position
-        files = _files_under(class_dir)
+        files, left_out = _files_under(class_dir, root=base, follow_links=follow_links)
+        skipped += left_out
         images = [p for p in files if _is_image(p)]
         if not images:
             raise DatasetError(
@@ -208,12 +319,14 @@ def load_labelled(
     limit_per_class: int | None = None,
     strict: bool = False,
     on_progress: Progress | None = None,
+    follow_links: bool = False,
 ) -> LoadedImages:
     """Scan a labelled folder whose classes are (a subset of) a model's ``labels`` and preprocess its images.
 
-    Files that are not images are skipped and listed, as are unreadable images unless ``strict``.
+    Files that are not images are skipped and listed, as are unreadable images unless ``strict``; links leaving
+    ``root`` are followed only with ``follow_links`` (see :func:`scan_folder`).
     """
-    folder = scan_folder(root, limit_per_class=limit_per_class, labels=labels)
+    folder = scan_folder(root, limit_per_class=limit_per_class, labels=labels, follow_links=follow_links)
     advance = (on_progress or no_progress)("loading images", len(folder.samples))
     return load_images(folder.samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
 
@@ -263,11 +376,17 @@ def balanced_subset(samples: Sequence[Sample], size: int, *, seed: int) -> list[
     return chosen
 
 
-def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Skipped]]:
+def collect_images(
+    inputs: Sequence[str | os.PathLike[str]], *, follow_links: bool = False
+) -> tuple[list[Path], list[Skipped]]:
     """Expand files and folders (searched recursively, sorted) into image files to classify.
 
+    A file named explicitly is tried whatever its extension (and through a link: the user named it), but only
+    if it is a regular file. Inside a folder, links that lead outside that folder are followed only with
+    ``follow_links``.
+
     Returns:
-        The image files, and the non-image files found inside folders.
+        The image files, and the entries left out (non-image files, FIFOs and devices, links not followed).
 
     Raises:
         DatasetError: a path does not exist, or nothing to classify was found.
@@ -279,24 +398,27 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path]
         if not path.exists():
             raise DatasetError(f"{path} does not exist: check the path")
         if path.is_dir():
-            for file in _files_under(path):
-                if _is_image(file):
-                    images.append(file)
-                else:
-                    skipped.append(_not_an_image(file))
+            files, left_out = _files_under(path, follow_links=follow_links)
+            images += [f for f in files if _is_image(f)]
+            skipped += left_out + [_not_an_image(f) for f in files if not _is_image(f)]
+        elif (problem := _regular_file_problem(path)) is not None:
+            skipped.append(Skipped(path, problem))
         else:
             images.append(path)  # named explicitly: try to read it whatever its extension
     if not images:
-        raise DatasetError(f"no image files found in {', '.join(str(i) for i in inputs)}")
+        why = f" ({skipped[0].path}: {skipped[0].reason})" if len(skipped) == 1 else ""
+        raise DatasetError(f"no image files found in {', '.join(str(i) for i in inputs)}{why}")
     return images, skipped
 
 
-def scan_images(root: str | os.PathLike[str]) -> ImageFolder:
+def scan_images(root: str | os.PathLike[str], *, follow_links: bool = False) -> ImageFolder:
     """Image files anywhere below ``root``, for unlabelled uses such as calibration.
 
     Files are grouped by the top-level sub-folder they sit in (files directly in ``root`` form one group), so
     :func:`balanced_subset` can still spread a subset over the classes of a labelled folder, while a flat
     folder of images works too.
+
+    Links that lead outside ``root`` are followed only with ``follow_links``.
 
     Raises:
         DatasetError: ``root`` does not exist or holds no image files.
@@ -304,7 +426,7 @@ def scan_images(root: str | os.PathLike[str]) -> ImageFolder:
     base = Path(root)
     if not base.is_dir():
         raise DatasetError(f"image folder {base} does not exist: check the path")
-    images, skipped = collect_images([base])
+    images, skipped = collect_images([base], follow_links=follow_links)
 
     def group(path: Path) -> str:
         parts = path.relative_to(base).parts
@@ -345,7 +467,7 @@ def write_digits(root: str | os.PathLike[str], *, test_fraction: float = 0.2, se
         # A folder left by a run with another seed holds images of the other split: remove them, so that no
         # digit is ever both trained on and held out.
         wanted = {base / split / str(s.label) / s.path.name for s in chosen}
-        for stale in set(_files_under(base / split)) - wanted:
+        for stale in set(_files_under(base / split)[0]) - wanted:
             stale.unlink()
         for sample in chosen:
             target = base / split / str(sample.label) / sample.path.name

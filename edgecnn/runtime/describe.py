@@ -125,7 +125,7 @@ def classifier_info(
             not match the number of scores.
     """
     labels = _pick(
-        metadata.labels if metadata is not None else None,
+        _usable_labels(metadata, hints, model=model),
         hints.labels,
         fallback.labels if fallback is not None else None,
         model=model,
@@ -177,6 +177,24 @@ def _metadata(content: bytes) -> Any:
     from edgecnn.model.metadata import read_metadata
 
     return read_metadata(content)
+
+
+def _usable_labels(metadata: Any, hints: InputHints, *, model: str) -> tuple[str, ...] | None:
+    """The metadata's labels, when they can name classes: unique and non-empty. Third-party label files repeat names
+    (ImageNet's has "crane" and "maillot" twice), which would merge classes; ``--labels`` then replaces them."""
+    if metadata is None or metadata.labels is None:
+        return None
+    labels = tuple(metadata.labels)
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if not repeated and all(label.strip() for label in labels):
+        return labels
+    if hints.labels is not None:
+        return None  # the user's unique labels stand in for them
+    problem = f"repeat {', '.join(repr(r) for r in repeated[:3])}" if repeated else "include a blank one"
+    raise UsageError(
+        f"{model}'s TFLite Metadata labels {problem}, which would merge classes: give {LABELS_OPTION} with one "
+        "unique name per line"
+    )
 
 
 def _metadata_normalization(metadata: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, UsageError
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import ModelInfo, check_model_file, read_tflite_info, sidecar_info, sidecar_path
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.preprocess import fitting_images
@@ -43,12 +44,14 @@ def load_interpreter(
         delegates: delegates from the runtime's ``load_delegate`` (the Edge TPU's), applied in order.
 
     Raises:
-        ModelFormatError: the file is not a TFLite model.
+        ModelFormatError: the file is not a valid TFLite model (:func:`edgecnn.model.verify.verify_model`).
         ModelLoadError: the interpreter refused it (an operation it has no kernel for...).
     """
     model = check_model_file(model_path, suffixes=(".tflite",))
+    # The interpreter gets the bytes that were verified, not the path: it loads exactly what was checked.
+    content = verify_model(model)
     _, module = runtime_module(runtime)
-    options: dict[str, Any] = {"model_path": str(model), "num_threads": check_threads(num_threads)}
+    options: dict[str, Any] = {"model_content": content, "num_threads": check_threads(num_threads)}
     if delegates:
         options["experimental_delegates"] = list(delegates)
     if reference_kernels:

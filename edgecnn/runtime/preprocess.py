@@ -9,11 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
+import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgecnn.errors import EdgecnnWarning
 
 # Pillow's resampling filters by the names recorded in metadata.
 _RESAMPLE = {
@@ -121,15 +126,52 @@ class Preprocessing:
 def to_array(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     """Preprocess a decoded Pillow image into a float32 array of shape ``spec.shape``.
 
-    EXIF orientation is applied first, so a photo taken sideways is seen upright. Palette, grayscale, RGBA
-    and other modes are converted with Pillow's ``convert`` (alpha is dropped, as Keras's ``load_img`` does).
+    EXIF orientation is applied first, so a photo taken sideways is seen upright. Pixels are then brought to
+    8 bits (see :func:`eight_bit`), and palette, grayscale, RGBA, CMYK and other modes are converted with Pillow's
+    ``convert`` (alpha is dropped, as Keras's ``load_img`` does; CMYK uses Pillow's formula, without a colour
+    profile).
+
+    Raises:
+        ImageReadError: the pixels have no agreed 8-bit meaning (float, or integers beyond 16 bits).
     """
     image = ImageOps.exif_transpose(image)
-    image = image.convert(_MODES[spec.channels])
+    image = eight_bit(image).convert(_MODES[spec.channels])
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resize])
     pixels = np.asarray(image, dtype=np.float32).reshape(spec.height, spec.width, spec.channels)
     return scale_pixels(pixels, spec)
+
+
+# Pillow's single-channel 16-bit modes; 16-bit RGB(A) files already decode to 8 bits (the high byte of each value).
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8-bit pixels where Pillow keeps more: the one rule for deep images.
+
+    - 16-bit grayscale (``I;16*``): each value's high byte (``value >> 8``), as Pillow itself does for 16-bit
+      RGB, so 65535 is 255 and black stays 0. ``convert("L")`` would clip everything above 255 to white.
+    - 32-bit integer (``I``): Pillow's mode for 16-bit PGM files and some TIFFs, so read as 16-bit; values
+      outside 0..65535 have no agreed meaning and are refused.
+    - 32-bit float (``F``): refused; float images have no agreed range (0..1? 0..255? calibrated units?), and a
+      guess would feed the model wrong values without a word.
+
+    Raises:
+        ImageReadError: a float image, or integers outside 0..65535.
+    """
+    if image.mode == "F":
+        raise ImageReadError(
+            "32-bit float pixels (mode F) have no agreed 0..255 range: save the image with 8 or 16 bits per channel"
+        )
+    if image.mode not in _SIXTEEN_BIT and image.mode != "I":
+        return image
+    values = np.asarray(image)
+    if image.mode == "I" and values.size and (values.min() < 0 or values.max() > 0xFFFF):
+        raise ImageReadError(
+            f"32-bit integer pixels (mode I) from {values.min()} to {values.max()} do not fit 16 bits: "
+            "save the image with 8 or 16 bits per channel"
+        )
+    return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8))
 
 
 def scale_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
@@ -154,16 +196,99 @@ def scale_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
 def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
     """Read an image file and preprocess it (see :func:`to_array`).
 
+    Only a regular file is opened for reading: a FIFO named ``x.png`` would block forever, and a device could
+    stream without end. Warnings raised while decoding (Pillow's decompression-bomb warning, corrupt EXIF data,
+    NumPy's) come back as one :class:`~edgecnn.errors.EdgecnnWarning` each, naming the file.
+
     Raises:
-        ImageReadError: the file is not an image Pillow can decode, or is truncated or corrupt.
+        ImageReadError: the file is not a regular file, not an image Pillow can decode, truncated or corrupt, has
+            more pixels than Pillow's decompression-bomb limit, or pixels with no 8-bit meaning.
     """
+    size: tuple[int, int] | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with _open_regular(path) as file, Image.open(file) as image:
+                size = image.size
+                image.load()  # decode now: a truncated file fails here, not later
+                array = to_array(image, spec)
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(_bomb_reason(str(exc))) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageReadError(reason) from exc
+    # Re-issued outside the recording block, or they would be recorded again instead of reaching the user.
+    for message in _decoding_warnings(caught, size):
+        warnings.warn(f"{printable(os.fspath(path))}: {message}", EdgecnnWarning, stacklevel=2)
+    return array
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newline, escape...) and undecodable bytes escaped, for one-line messages."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, from its ``st_mode``: for messages."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open ``path`` for binary reading only if it is a regular file.
+
+    Opened without blocking, then checked on the open descriptor, so a FIFO cannot hang the open and a file
+    swapped after a check cannot slip through. Reads from a regular file ignore ``O_NONBLOCK``.
+
+    Raises:
+        ImageReadError: ``path`` is a FIFO, socket, device or folder.
+        OSError: it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
-            return to_array(image, spec)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(reason) from exc
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(f"not a regular file ({file_kind(mode)})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bomb_reason(pillow_message: str) -> str:
+    """Pillow's decompression-bomb refusal as a reason that names the limit, in pixels."""
+    found = re.search(r"\((\d+) pixels\)", pillow_message)
+    pixels = f"{int(found.group(1)):,} pixels" if found else "the image"
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return (
+        f"{pixels} is over the decompression-bomb limit of {limit:,} pixels "
+        "(twice Pillow's Image.MAX_IMAGE_PIXELS): not decoded"
+    )
+
+
+def _decoding_warnings(caught: list[warnings.WarningMessage], size: tuple[int, int] | None) -> list[str]:
+    """One line per distinct warning recorded while decoding, Pillow's bomb warning rephrased with its limit."""
+    lines: list[str] = []
+    for record in caught:
+        if issubclass(record.category, Image.DecompressionBombWarning) and size is not None:
+            limit = Image.MAX_IMAGE_PIXELS or 0
+            text = (
+                f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over Pillow's decompression-bomb warning "
+                f"limit of {limit:,} pixels; decoded anyway (over {2 * limit:,} pixels an image is skipped)"
+            )
+        else:
+            first = str(record.message).strip().splitlines()
+            text = f"{first[0] if first else record.category.__name__} ({record.category.__name__})"
+        text = printable(text)
+        if text not in lines:
+            lines.append(text)
+    return lines
 
 
 def fitting_images(images: Any, spec: Preprocessing, *, model: str) -> np.ndarray:

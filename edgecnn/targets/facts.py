@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.model.flatbuffer import FlatModel, TensorRecord, read_flatbuffer
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import ModelInfo, sidecar_info, sidecar_path
 from edgecnn.targets.base import Finding
 
@@ -68,11 +69,13 @@ def model_facts(model: Path) -> ModelFacts:
     """Read a ``.tflite`` model and its sidecar, if it has one.
 
     Raises:
-        ModelFormatError: the file is missing, not a ``.tflite``, not a TFLite model, or has a sidecar that is
-            invalid or was written for other model bytes.
+        ModelFormatError: the file is missing, not a ``.tflite``, not a valid TFLite model
+            (:func:`~edgecnn.model.verify.verify_model`), or has a sidecar that is invalid or was written for other
+            model bytes.
     """
     info = sidecar_info(model)
-    return facts_of(read_flatbuffer(model), info)
+    # The one gate before any target sees the model: every target's check reads it through here.
+    return facts_of(read_flatbuffer(verify_model(model)), info)
 
 
 def facts_of(flat: FlatModel, info: ModelInfo | None) -> ModelFacts:

@@ -9,7 +9,6 @@ the Keras model to the int8 reference kernels; ``report_dir`` writes ``report.ht
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from edgecnn.evidence.stages import StageReport, stage_report
 from edgecnn.evidence.validate import ValidationReport, check_comparable, check_gates, compare
 from edgecnn.runtime.bundle import ModelInfo, bundle_files, has_edgecnn_metadata
 from edgecnn.runtime.data import LoadedImages, load_labelled
-from edgecnn.runtime.files import check_output_path, refuse_inputs, write_json_atomic
+from edgecnn.runtime.files import check_output_path, refuse_inputs, temporary_folder, write_json_atomic
 from edgecnn.runtime.hints import InputHints
 from edgecnn.runtime.progress import Progress, no_progress
 from edgecnn.runtime.runners import Runner, predict_all
@@ -76,6 +75,7 @@ def validate_models(
     *,
     max_drop: float | None = 1.0,
     min_agreement: float | None = None,
+    min_reference_accuracy: float | None = None,
     limit_per_class: int | None = None,
     strict: bool = False,
     batch_size: int = 64,
@@ -92,6 +92,9 @@ def validate_models(
         data: labelled image folder whose class folders are (a subset of) the candidate's labels.
         max_drop: largest allowed accuracy drop in percentage points (None: no gate).
         min_agreement: smallest allowed top-1 agreement, a fraction in [0, 1] (None: no gate).
+        min_reference_accuracy: smallest allowed reference accuracy, a fraction in [0, 1] (None: twice what always
+            answering the most common class scores, see :func:`~edgecnn.evidence.validate.default_reference_floor`;
+            0: no floor).
         limit_per_class: use only the first N images (by name) of each class.
         strict: fail on an unreadable image instead of skipping it.
         batch_size: images per call to each model.
@@ -110,7 +113,7 @@ def validate_models(
         raise UsageError(f"--candidate {candidate_path} must be a .tflite model (the one that ships)")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
-    check_gates(max_drop=max_drop, min_agreement=min_agreement)
+    check_gates(max_drop=max_drop, min_agreement=min_agreement, min_reference_accuracy=min_reference_accuracy)
     candidate = open_model(candidate_path, target=target, hints=hints)
     try:
         reference = open_model(
@@ -136,6 +139,7 @@ def validate_models(
                 candidate_scores,
                 max_drop=max_drop,
                 min_agreement=min_agreement,
+                min_reference_accuracy=min_reference_accuracy,
             )
             report.candidate_target = target.where if target is not None else "host"
             report.candidate_runtime = str(getattr(candidate, "runtime", ""))
@@ -188,7 +192,7 @@ def run_stages(
     """
     candidate = Path(candidate_path)
     reference = Path(reference_path)
-    with tempfile.TemporaryDirectory(prefix="edgecnn-stages-") as folder:
+    with temporary_folder("stages-") as folder:
         # (name, model shown, how to open it, scores already known)
         chain: list[tuple[str, str, Callable[[], Runner], np.ndarray | None]] = []
 
@@ -277,9 +281,19 @@ def validate(
 
     if calibration is not None and report_dir is None:
         raise UsageError("--calibration adds the per-layer errors to --report: use it with --report DIR")
-    inputs = [*bundle_files(reference_path), *bundle_files(candidate_path), data]
+    hints = options.get("hints")
+    labels_file = getattr(hints, "labels_source", "") if hints is not None else ""
+    inputs = [
+        *bundle_files(reference_path),
+        *bundle_files(candidate_path),
+        data,
+        calibration,
+        labels_file if labels_file and Path(labels_file).is_file() else None,
+    ]
     outputs = [p for p in (junit, json_out) if p is not None]
     refuse_inputs([*outputs, *([report_dir] if report_dir is not None else [])], inputs)
+    if junit is not None and json_out is not None and Path(junit).resolve() == Path(json_out).resolve():
+        raise UsageError(f"--junit and --json-out are both {json_out}: give each its own file")
     if report_dir is not None:
         check_report_dir(report_dir)
     for path in outputs:

@@ -171,3 +171,22 @@ def test_a_sidecar_that_disagrees_with_the_metadata_is_an_error(
         assert result.exit_code == 2, result.output
         assert words in result.stderr and "its TFLite Metadata" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_metadata_labels_that_repeat_a_name_give_way_to_labels_option(outside: dict[str, Any], tmp_path: Path) -> None:
+    """Like ImageNet's labels.txt ("crane" twice): refused alone, replaced by --labels."""
+    from edgecnn.build.metadata import with_metadata
+    from edgecnn.model.metadata import ModelMetadata
+
+    root = outside["root"]
+    repeated = (*outside["classes"][:9], outside["classes"][0])
+    model = tmp_path / "repeated.tflite"
+    meta = ModelMetadata(name="r", labels=repeated, mean=(127.5,), std=(127.5,))
+    model.write_bytes(with_metadata((root / "float.tflite").read_bytes(), meta))
+    alone = run_cli("run", model, outside["data"])
+    assert alone.exit_code == 2 and "would merge classes" in alone.stderr and "--labels" in alone.stderr
+    fixed = run_cli("run", model, outside["data"], "--labels", root / "labels.txt", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    # The metadata's normalization is still used: 127.5/127.5 is the model's [-1, 1].
+    want = [outside["classes"][i] for i in outside["expected"]]
+    assert np.mean([g == w for g, w in zip(top1(fixed), want)]) >= 0.98

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_sidecar_schema import tiny_model
 
 from edgecnn.errors import ModelFormatError, UsageError
 from edgecnn.runtime.bundle import (
@@ -29,7 +30,8 @@ from edgecnn.runtime.preprocess import Preprocessing
 from edgecnn.runtime.quant import QuantParams
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-MODEL_BYTES = b"\x1c\x00\x00\x00TFL3" + bytes(range(56))  # a flatbuffer-like header; need not be a valid model
+# A valid graph that make_info() describes: reading a sidecar checks it against the model (issue 13).
+MODEL_BYTES = tiny_model()
 
 
 def make_info(**changes: object) -> ModelInfo:

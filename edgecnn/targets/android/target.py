@@ -33,6 +33,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError, TargetUnavailableError, UsageError
 from edgecnn.model.graph import read_graph
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bench import BenchPlan, BenchResult, bench_inputs, no_preprocessing_message
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info
 from edgecnn.runtime.preprocess import fitting_images
@@ -264,8 +265,7 @@ class AndroidTarget(Target):
         # touching the phone.
         if require_sidecar:
             read_tflite_info(model)
-        else:
-            read_graph(model)  # a file that is not a TFLite model fails here, in one line
+        verify_model(model)  # a malformed model fails here, in one line, before it is pushed
         return DeviceSession(self._connect(), model=model, binary=binary)
 
     def open(self, model: Path) -> AndroidRunner:

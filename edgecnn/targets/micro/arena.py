@@ -16,27 +16,43 @@ the op resolver) outside them; the figure does include the recording allocator's
 which a firmware's plain ``MicroAllocator`` has in a slightly smaller form. Checked on edgecnn's models: an arena of
 exactly the total runs the model, and 16 bytes less fails.
 
-Too small an arena can crash TFLM instead of failing (it dereferences an allocation that failed), so this module
-loads a model in this process only with an arena known to be large enough: a generous one first, then the measured
+Too small an arena can crash TFLM instead of failing (it dereferences an allocation that failed), so the
+measurement loads a model only with an arena known to be large enough: a generous one first, then the measured
 size plus the margin.
+
+TFLM trusts the model file: it checks almost no offset or index, so a malformed model can make it read unrelated
+memory and die with SIGSEGV. Every model is verified first (:func:`edgecnn.model.verify.verify_model`), and the
+measurement itself runs in a child process (:mod:`edgecnn.targets.micro.probe`): it loads the model with the
+generous arena, then with the firmware's, and runs it once on zeros. A crash there (a signal) or a hang is a
+malformed model, refused in one line (exit 2), and never takes edgecnn down. Only a model that passed both is ever
+loaded in this process (:func:`load_measured`, for the micro runner).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import edgecnn
 from edgecnn.errors import (
+    ERROR_KINDS,
     MissingDependencyError,
     ModelFormatError,
     ModelLoadError,
     TargetUnavailableError,
 )
+from edgecnn.model.flatbuffer import FIX
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.interpreter import first_line  # a helper only: that module imports no interpreter package
 
@@ -58,6 +74,11 @@ ARENA_MARGIN_MIN_BYTES = 1024
 ARENA_ALIGNMENT = 16
 """TFLM aligns the arena and its buffers to 16 bytes (``MicroArenaBufferAlignment``); sizes are rounded to it."""
 
+PROBE_TIMEOUT_S = 120.0
+"""How long the child process may take to load and run a model once: TFLM loads edgecnn's models in milliseconds,
+so a probe that takes longer is stuck on a malformed model."""
+
+_PACKAGE_ROOT = str(Path(edgecnn.__file__).resolve().parents[1])
 _FIRST_ARENA = 256 * 1024
 _MAX_ARENA = 1 << 30
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
@@ -103,6 +124,12 @@ def _round_up(size: int) -> int:
     return -(-size // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 
 
+def _missing_tflite_micro() -> MissingDependencyError:
+    return MissingDependencyError(
+        "tflite-micro", extra="micro", purpose="run models in the TensorFlow Lite Micro interpreter"
+    )
+
+
 def import_tflite_micro() -> Any:
     """The ``tflite_micro`` package, imported on first use.
 
@@ -112,21 +139,18 @@ def import_tflite_micro() -> Any:
     try:
         import tflite_micro
     except ImportError:
-        raise MissingDependencyError(
-            "tflite-micro", extra="micro", purpose="run models in the TensorFlow Lite Micro interpreter"
-        ) from None
+        raise _missing_tflite_micro() from None
     return tflite_micro
 
 
 def _content(model: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
-    """The model's bytes and how messages name it."""
-    if isinstance(model, bytes):
-        return model, "the model"
-    path = Path(model)
-    try:
-        return path.read_bytes(), path.name
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {path} ({exc.strerror}): check the path") from None
+    """The model's bytes, verified (what TFLM may be given), and how messages name it.
+
+    Raises:
+        ModelFormatError: unreadable, or not a valid TFLite model.
+    """
+    name = "the model" if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).name
+    return verify_model(model), name
 
 
 def _quietly(action: Callable[[], T]) -> tuple[T | None, BaseException | None, list[str]]:
@@ -209,7 +233,7 @@ def _loaded_generously(content: bytes, name: str) -> tuple[Any, int]:
 
 
 def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
-    """Measure the arena a ``.tflite`` model needs in TFLM, with TFLM's recording allocator.
+    """Measure the arena a ``.tflite`` model needs in TFLM, with TFLM's recording allocator, in a child process.
 
     Args:
         model: the flatbuffer's bytes, or a ``.tflite`` file.
@@ -220,27 +244,111 @@ def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
     Raises:
         ModelLoadError: TFLM cannot load the model (a :class:`ModelFormatError` whose ``reason`` is TFLM's own,
             such as an operation it has no kernel for, or float16/hybrid weights).
+        ModelFormatError: the model is not a valid TFLite model, or TFLM crashed on it or hung.
         MissingDependencyError: tflite-micro is not installed.
     """
     content, name = _content(model)
-    interpreter, _ = _loaded_generously(content, name)
-    return ArenaMeasurement.from_used(_used_bytes(interpreter))
+    return probe_arena(content, name)
 
 
 def load_measured(model: bytes | str | os.PathLike[str]) -> tuple[Any, ArenaMeasurement]:
-    """Measure the model's arena, then load it with the size a firmware gets (``arena_bytes``, margin included).
+    """Measure the model's arena, then load it here with the size a firmware gets (``arena_bytes``, margin included).
 
-    One measurement and one load with the firmware's arena, where a separate measurement would load it twice.
+    The measurement runs in a child process (:func:`probe_arena`), which also loads the model with that arena and
+    runs it once: only a model TFLM has loaded and run there without crashing is loaded in this process.
 
     Raises:
-        ModelFormatError: TFLM cannot load the model.
+        ModelFormatError: the model is not valid, or TFLM cannot load it, or crashed on it.
         MissingDependencyError: tflite-micro is not installed.
     """
     content, name = _content(model)
+    measurement = probe_arena(content, name)
+    interpreter, reason = _load(content, measurement.arena_bytes)
+    if interpreter is None:
+        raise _refusal(name, reason or "unknown")
+    return interpreter, measurement
+
+
+def measure_here(content: bytes, name: str) -> ArenaMeasurement:
+    """Measure in this process, then load with the firmware's arena and run once on zeros: the child's work.
+
+    Only :mod:`edgecnn.targets.micro.probe` calls this, on verified bytes, in a process of its own.
+
+    Raises:
+        ModelLoadError: TFLM refuses the model, at loading or running.
+    """
     generous, _ = _loaded_generously(content, name)
     measurement = ArenaMeasurement.from_used(_used_bytes(generous))
     del generous
     interpreter, reason = _load(content, measurement.arena_bytes)
     if interpreter is None:
         raise _refusal(name, reason or "unknown")
-    return interpreter, measurement
+    _run_on_zeros(interpreter, content, name)
+    return measurement
+
+
+def _run_on_zeros(interpreter: Any, content: bytes, name: str) -> None:
+    """Run the model once with every input zero: what crashes at run time crashes here, in the child."""
+    import numpy as np
+
+    from edgecnn.model.flatbuffer import read_flatbuffer
+
+    for i in range(len(read_flatbuffer(content).inputs)):
+        details = interpreter.get_input_details(i)
+        interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), i)
+    _, failure, lines = _quietly(interpreter.invoke)
+    if failure is not None:
+        reason = tflm_reason(lines) if lines else first_line(failure)
+        raise ModelLoadError(f"TensorFlow Lite Micro failed running {name} ({reason})", reason=reason)
+
+
+def probe_arena(content: bytes, name: str) -> ArenaMeasurement:
+    """Run :func:`measure_here` in a child process on verified bytes (passed as a file); its JSON result back.
+
+    Raises:
+        ModelLoadError: TFLM refuses the model.
+        ModelFormatError: TFLM crashed on the model (a signal) or did not finish within :data:`PROBE_TIMEOUT_S`.
+        MissingDependencyError: tflite-micro is not installed.
+    """
+    if importlib.util.find_spec("tflite_micro") is None:
+        raise _missing_tflite_micro()
+    # The child must import this very edgecnn, wherever the caller's working directory is.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory(prefix="edgecnn-probe-") as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(content)
+        command = [sys.executable, "-m", "edgecnn.targets.micro.probe", str(path), name]
+        try:
+            # check=False: a non-zero exit or a signal is the answer here (a crashed TFLM), not an error to raise.
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise ModelFormatError(
+                f"TensorFlow Lite Micro did not finish loading {name} within {PROBE_TIMEOUT_S:.0f} s: the model is "
+                f"malformed; {FIX}"
+            ) from None
+    if done.returncode < 0:
+        raise ModelFormatError(
+            f"TensorFlow Lite Micro crashed on {name} (signal {-done.returncode}): the model is malformed; {FIX}"
+        )
+    return _probe_result(done, name)
+
+
+def _probe_result(done: subprocess.CompletedProcess[str], name: str) -> ArenaMeasurement:
+    """The measurement the child printed (its last stdout line, JSON), or the error it reported, raised here."""
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if done.returncode != 0 or not isinstance(result, dict) or not result:
+        last = next((ln.strip() for ln in reversed(done.stderr.splitlines()) if ln.strip()), "no message")
+        raise ModelFormatError(
+            f"TensorFlow Lite Micro failed on {name} (exit {done.returncode}: {last}): the model is malformed; {FIX}"
+        )
+    if "refused" in result:
+        raise _refusal(name, str(result["refused"]))
+    if "error" in result:
+        raise ERROR_KINDS.get(str(result["error"]), ModelFormatError)(str(result["message"]))
+    return ArenaMeasurement.from_used(int(result["used_bytes"]))

@@ -44,6 +44,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.errors import ModelFormatError, UsageError
 from edgecnn.model.flatbuffer import FlatModel, TensorRecord, read_flatbuffer
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import ModelInfo, bundle_files, sidecar_info
 from edgecnn.runtime.files import check_folder, refuse_inputs, sha256_bytes, write_bytes_atomic
 from edgecnn.runtime.quant import QuantParams
@@ -160,7 +161,7 @@ def export_micro(
     profile = get_profile(board) if board is not None else None
     info = sidecar_info(model_path)
 
-    content = _read(model_path)
+    content = verify_model(model_path)  # identifier and size first, then every offset: before TFLM sees it
     sha256 = sha256_bytes(content)
     # sidecar_info hashed the file; hash what was read too, so the array is the bytes the sidecar describes.
     if info is not None and sha256 != info.model_sha256:
@@ -214,18 +215,6 @@ def _notes(model_path: Path, facts: ModelFacts) -> list[str]:
             if t.dynamic
         ]
     return notes
-
-
-def _read(model_path: Path) -> bytes:
-    """The model's bytes (checked as a ``.tflite`` file already).
-
-    Raises:
-        ModelFormatError: unreadable.
-    """
-    try:
-        return model_path.read_bytes()
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {model_path} ({exc.strerror or exc}): check the path") from None
 
 
 def default_name(model_path: str | os.PathLike[str]) -> str:

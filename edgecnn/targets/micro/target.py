@@ -26,6 +26,7 @@ import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, TargetUnavailableError, UsageError
 from edgecnn.model.flatbuffer import read_flatbuffer
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.quant import dequantize, quantize
@@ -89,7 +90,8 @@ class MicroRunner:
     def __init__(self, model: Path, *, require_sidecar: bool = True) -> None:
         self.path = model
         self.info: ModelInfo | None = read_tflite_info(model) if require_sidecar else sidecar_info(model)
-        flat = read_flatbuffer(model)
+        content = verify_model(model)  # the bytes TFLM gets: checked before any native code reads them
+        flat = read_flatbuffer(content)
         # What the flatbuffer shows TFLM cannot run gets its own message, before TFLM's terser refusal.
         errors = [f for f in _format_findings(facts_of(flat, self.info)) if f.severity == "error"]
         missing = missing_ops(op.name for op in flat.operators)
@@ -100,7 +102,8 @@ class MicroRunner:
                 f"{model.name} cannot run in TensorFlow Lite Micro, which has no kernel for {', '.join(missing)}: "
                 "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
             )
-        self._interpreter, self.arena = load_measured(model)
+        # Measured, loaded and run once in a child process first: a model that crashes TFLM fails there, not here.
+        self._interpreter, self.arena = load_measured(content)
         self._inputs = len(flat.inputs)
         self.runtime = f"{tflm_runtime()} (reference kernels on the host CPU)"
         if self.info is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import UsageError
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bench import BenchPlan, BenchResult
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info, sidecar_path
 from edgecnn.runtime.interpreter import TFLiteRunner
@@ -108,10 +109,11 @@ class RpiTarget(Target):
 
 def _bundle_parts(model: Path) -> list[bytes]:
     """The model's bytes, and its sidecar's when it has one (a model from elsewhere travels alone)."""
-    # Refuse a bundle whose sidecar does not match before sending anything.
-    if sidecar_info(model) is None:
-        return [model.read_bytes()]
-    return [model.read_bytes(), sidecar_path(model).read_bytes()]
+    # Refuse a bundle whose sidecar does not match, or a malformed model, before sending anything; send the bytes
+    # that were verified.
+    info = sidecar_info(model)
+    content = verify_model(model)
+    return [content] if info is None else [content, sidecar_path(model).read_bytes()]
 
 
 def _start(remote: SshHost, model: Path, threads: int, *, load: bool = True) -> AgentSession:

@@ -180,7 +180,7 @@ def test_settings_compile_standalone_with_the_models_values(
 @pytest.fixture(scope="module")
 def odd_labels_model(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     """The session's int8 model with labels that need escaping in C: quotes, backslashes, ??, controls, non-ASCII."""
-    labels = ['say "hi"', "back\\slash", "??=trigraph", "tab\there", "café", "猫", "new\nline", "*/ end", "", "a\\"]
+    labels = ['say "hi"', "back\\slash", "??=trigraph", "tab\there", "café", "猫", "new\nline", "*/ end", " ", "a\\"]
     folder = tmp_path_factory.mktemp("odd")
     info = replace(read_tflite_info(models["int8"]), labels=labels)
     write_tflite(folder / "odd labels.tflite", models["int8"].read_bytes(), info)
