@@ -291,14 +291,22 @@ def _read_file(path: Path) -> bytes:
     if not path.is_file():  # a FIFO or a device would block or never end
         raise UsageError(f"{path} is not a regular file: give the path of a .tflite file")
     try:
-        content = path.read_bytes()
+        # Judged by its first bytes and its size before it is read whole: a huge file that is no model costs nothing.
+        with path.open("rb") as stream:
+            head, size = stream.read(64), os.fstat(stream.fileno()).st_size
+            if len(head) < 8 or head[4:8] != _IDENTIFIER:
+                raise ModelFormatError(f"{path} is not a TFLite model ({_what_it_is(head)}): give a .tflite file")
+            if size > flatbuffer.MAX_MODEL_BYTES:
+                raise ModelFormatError(
+                    f"{path} is {size:,} bytes, over the {flatbuffer.MAX_MODEL_BYTES:,}-byte FlatBuffers limit of a "
+                    "TFLite model: it is not one"
+                )
+            stream.seek(0)
+            return stream.read(flatbuffer.MAX_MODEL_BYTES + 1)
     except OSError as exc:
         raise ModelFormatError(
             f"cannot read {path} ({exc.strerror or exc}): check the path and its permissions"
         ) from None
-    if len(content) < 8 or content[4:8] != _IDENTIFIER:
-        raise ModelFormatError(f"{path} is not a TFLite model ({_what_it_is(content)}): give a .tflite file")
-    return content
 
 
 def _scale_count(table: flatbuffer._Table) -> int:

@@ -217,3 +217,18 @@ def test_text_of_rare_cases() -> None:
 def test_text_of_unreadable_metadata() -> None:
     text = inspection(replace(_synthetic(), metadata=None, metadata_error="the metadata is not TFLite Metadata"))
     assert text.endswith("metadata: unreadable (the metadata is not TFLite Metadata)")
+
+
+def test_a_huge_file_is_judged_by_its_header_and_size_not_read(tmp_path: Path) -> None:
+    """3 GiB (sparse: no disk used): refused from its first bytes and its size, at once."""
+    zeros = tmp_path / "zeros.tflite"
+    with zeros.open("wb") as stream:
+        stream.truncate(3 * 1024**3)
+    result = run_cli("inspect", zeros)
+    assert result.exit_code == 2 and "is not a TFLite model" in result.stderr
+    headed = tmp_path / "huge.tflite"
+    with headed.open("wb") as stream:
+        stream.write(b"\x1c\x00\x00\x00TFL3")
+        stream.truncate(3 * 1024**3)
+    result = run_cli("inspect", headed)
+    assert result.exit_code == 2 and "FlatBuffers limit" in result.stderr
