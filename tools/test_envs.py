@@ -12,6 +12,9 @@ Everything lives under ``$EDGECNN_TEST_ENVS`` (default ``~/.cache/edgecnn-test-e
     arm64/sizes.json              installed size and versions of each Raspberry Pi flavour
     x86/venv-tflite-runtime/      x86 venv: tflite-runtime, numpy<2, pillow, click, edgecnn (editable, no deps)
     x86/venv-runtime/             x86 venv: edgecnn's core dependencies from pyproject.toml, edgecnn; no TensorFlow
+    x86/venv-train/               x86 venv: the core, train and micro dependencies from pyproject.toml, no edgecnn
+                                  (run it from this checkout with PYTHONPATH): a second, separately installed
+                                  TensorFlow/Keras/numpy for the reproducible-build tests
     x86/venv-pip/                 the pip that downloads the aarch64 wheels
     wheels/                       tflite-support's wheel, unopened: its generated metadata reader is a test oracle
     x86/venv-mediapipe/           x86 venv: MediaPipe Tasks (0.10.21), the real consumer of TFLite Metadata; its
@@ -146,7 +149,8 @@ def paths() -> dict[str, str]:
     """Every path the tests use, as strings (``qemu`` is empty when qemu-aarch64-static is not installed).
 
     Keys: ``cache``, ``repo``, ``qemu``, ``arm64_root``, ``arm64_site_litert``, ``arm64_site_tflite_runtime``,
-    ``arm64_sizes``, ``x86_venv_tflite_runtime``, ``x86_venv_runtime``, ``x86_venv_pip``, ``x86_venv_mediapipe``.
+    ``arm64_sizes``, ``x86_venv_tflite_runtime``, ``x86_venv_runtime``, ``x86_venv_train``, ``x86_venv_pip``,
+    ``x86_venv_mediapipe``.
     """
     root = cache_root()
     result = {
@@ -157,6 +161,7 @@ def paths() -> dict[str, str]:
         "arm64_sizes": str(root / "arm64" / "sizes.json"),
         "x86_venv_tflite_runtime": str(root / "x86" / "venv-tflite-runtime"),
         "x86_venv_runtime": str(root / "x86" / "venv-runtime"),
+        "x86_venv_train": str(root / "x86" / "venv-train"),
         "x86_venv_pip": str(root / "x86" / "venv-pip"),
         "x86_venv_mediapipe": str(root / "x86" / "venv-mediapipe"),
         "wheels": str(root / "wheels"),
@@ -210,6 +215,24 @@ def _runtime_requirements() -> list[str]:
     return list(tomllib.loads(text)["project"]["dependencies"])
 
 
+def _extra_requirements(*extras: str) -> list[str]:
+    """The requirements of edgecnn's optional-dependency groups ``extras``, read from pyproject.toml."""
+    text = (REPO / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: read the arrays of the one table needed
+        table = re.split(r"^\[", text.split("\n[project.optional-dependencies]\n", 1)[-1], maxsplit=1, flags=re.M)[0]
+        found = {m.group(1): m.group(2) for m in re.finditer(r"^([\w-]+)\s*=\s*\[(.*?)\]", table, flags=re.M | re.S)}
+        return [r for extra in extras for r in re.findall(r'"([^"]+)"', found.get(extra, ""))]
+    groups = tomllib.loads(text)["project"]["optional-dependencies"]
+    return [requirement for extra in extras for requirement in groups[extra]]
+
+
+TRAIN_EXTRAS = ("train", "micro")
+"""What ``x86_venv_train`` installs beside the core: conversion (TensorFlow, Keras, ai-edge-quantizer) and
+TensorFlow Lite Micro (``edgecnn export micro``)."""
+
+
 def _recipes() -> dict[str, dict[str, object]]:
     """What each environment is built from; a change to one rebuilds it."""
     recipes: dict[str, dict[str, object]] = {
@@ -217,6 +240,8 @@ def _recipes() -> dict[str, dict[str, object]]:
         "x86_venv_pip": {"python": "3.11"},
         "x86_venv_tflite_runtime": {"requirements": X86_TFLITE_RUNTIME, "repo": str(REPO)},
         "x86_venv_runtime": {"requirements": _runtime_requirements(), "repo": str(REPO)},
+        # No repo: edgecnn is not installed there (the tests run this checkout with PYTHONPATH).
+        "x86_venv_train": {"requirements": [*_runtime_requirements(), *_extra_requirements(*TRAIN_EXTRAS)]},
         "x86_venv_mediapipe": {"requirements": X86_MEDIAPIPE},
         "wheels": {"requirements": (TFLITE_SUPPORT,)},
     }
@@ -597,7 +622,7 @@ def _build_venv(name: str, requirements: Sequence[str], *, editable: bool, check
 
 
 def build_x86_venvs() -> None:
-    """The tflite-runtime venv, the runtime-only venv and MediaPipe's venv."""
+    """The tflite-runtime venv, the runtime-only venv, the train venv and MediaPipe's venv."""
     _build_venv(
         "x86_venv_tflite_runtime",
         X86_TFLITE_RUNTIME,
@@ -609,6 +634,15 @@ def build_x86_venvs() -> None:
         _runtime_requirements(),
         editable=True,
         check="import ai_edge_litert.interpreter, edgecnn.cli.main",
+    )
+    # edgecnn itself is not installed: the tests run this checkout's code with PYTHONPATH, so a code change
+    # needs no rebuild, while TensorFlow, Keras and numpy are a second, separate install.
+    _build_venv(
+        "x86_venv_train",
+        [*_runtime_requirements(), *_extra_requirements(*TRAIN_EXTRAS)],
+        editable=False,
+        check=f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+        "import tensorflow, keras, ai_edge_quantizer, tflite_micro, edgecnn.build.convert",
     )
     download_wheels()
     # No edgecnn inside: the consumer must read the metadata with its own code only.
@@ -696,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("arm64", help="the emulated Raspberry Pi: Debian arm64 root and aarch64 wheel sites")
-    commands.add_parser("x86", help="the x86 venvs: tflite-runtime, runtime-only, MediaPipe")
+    commands.add_parser("x86", help="the x86 venvs: tflite-runtime, runtime-only, train, MediaPipe")
     commands.add_parser("all", help="everything (what tools/setup_test_env.sh runs)")
     commands.add_parser("paths", help="print the paths as JSON")
     commands.add_parser("status", help="print which environments are built and current, as JSON")

@@ -206,6 +206,8 @@ def convert(
     strict: bool = False,
     hints: InputHints | None = None,
     card: ModelCard | None = None,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a model to TFLite with a static batch-1 input, standard TFLite Metadata and a sidecar.
@@ -227,6 +229,8 @@ def convert(
         strict: fail on an unreadable calibration image instead of skipping it.
         hints: labels and preprocessing of a model from elsewhere (``--labels``, ``--input-range`` ...).
         card: name, description, version, author and license for the TFLite Metadata.
+        follow_links: follow symbolic links that lead outside the ``calibration`` folder.
+        trust: load a Keras model with safe mode off, ``Lambda`` layers included (``--trust-model``).
         on_progress: progress of loading the calibration images.
 
     Raises:
@@ -239,19 +243,27 @@ def convert(
     out_path = check_bundle_output(out, inputs=[model_path, calibration])
     source = open_source(model_path)
     hints = hints or InputHints()
+    calibrated = quantize == "int8"
+    # The options as given, for the sidecar's `conversion` entry: what reproduces this build.
+    options = {
+        "quantize": quantize,
+        "io": io_type,
+        "calibration_size": calibration_size if calibrated else None,
+        "seed": seed if calibrated else None,
+    }
 
     def calibrate(spec: Any) -> CalibrationSet | None:
         if quantize != "int8" or calibration is None:
             return None
         return load_calibration(calibration, spec, size=calibration_size, seed=seed, strict=strict,
-                                on_progress=on_progress)  # fmt: skip
+                                follow_links=follow_links, on_progress=on_progress)  # fmt: skip
 
     if source.kind == "tflite":
         return _convert_tflite(source, out_path, quantize=quantize, io_type=io_type, hints=hints, card=card,
-                               calibrate=calibrate)  # fmt: skip
+                               calibrate=calibrate, options=options)  # fmt: skip
     from edgecnn.build.keras_model import import_keras
 
-    model, info = load_source(source, hints)
+    model, info = load_source(source, hints, trust=trust)
     tf, keras = import_keras()
     static = static_batch_model(keras, model)
     float_bytes = run_converter(tf, static, "none", None, "float32")
@@ -270,11 +282,13 @@ def convert(
         float_size_bytes=len(float_bytes),
         source=source_record(source, info=info, described=described_by(None, hints)),
         card=card,
+        options=options,
     )
 
 
-def load_source(source: ModelSource, hints: InputHints) -> tuple[Any, ModelInfo | None]:
-    """Load a Keras model or SavedModel to convert, with edgecnn's metadata (None for a model from elsewhere).
+def load_source(source: ModelSource, hints: InputHints, *, trust: bool = False) -> tuple[Any, ModelInfo | None]:
+    """Load a Keras model or SavedModel to convert, with edgecnn's metadata (None for a model from elsewhere);
+    ``trust`` loads it with Keras's safe mode off.
 
     Raises:
         UsageError: input options that contradict a model from ``edgecnn train``; ModelFormatError: an unloadable
@@ -283,10 +297,10 @@ def load_source(source: ModelSource, hints: InputHints) -> tuple[Any, ModelInfo 
     from edgecnn.build.keras_model import load_keras_model, load_outside_keras
 
     if source.kind == "edgecnn":
-        model, info = load_keras_model(source.path)
+        model, info = load_keras_model(source.path, trust=trust)
         agree_with_hints(info.labels, info.preprocessing, hints, source.path, source="its edgecnn metadata")
         return model, info
-    return load_outside_keras(source.path), None
+    return load_outside_keras(source.path, trust=trust), None
 
 
 def _convert_tflite(
@@ -298,6 +312,7 @@ def _convert_tflite(
     hints: InputHints,
     card: ModelCard | None,
     calibrate: Callable[[Any], CalibrationSet | None],
+    options: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """A ``.tflite``: described by its sidecar, TFLite Metadata or the options (:func:`tflite_info`), then quantized
     by ai-edge-quantizer, or re-bundled as it is with ``none``."""
@@ -330,6 +345,7 @@ def _convert_tflite(
         source=source_record(source, info=info, described=described),
         card=_card_from(metadata, card),
         extra={"tools": tool_versions("ai-edge-quantizer", "ai-edge-litert", "numpy", "pillow")},
+        options=options,
     )
 
 
@@ -372,10 +388,12 @@ def load_calibration(
     size: int,
     seed: int,
     strict: bool = False,
+    follow_links: bool = False,
     on_progress: Progress | None = None,
 ) -> CalibrationSet:
-    """Draw ``size`` calibration images, class-balanced and seeded, and preprocess them with ``spec``."""
-    folder = scan_images(calibration)
+    """Draw ``size`` calibration images, class-balanced and seeded, and preprocess them with ``spec`` (links that
+    lead outside ``calibration`` are followed only with ``follow_links``)."""
+    folder = scan_images(calibration, follow_links=follow_links)
     chosen = balanced_subset(folder.samples, size, seed=seed)
     advance = (on_progress or no_progress)("loading calibration images", len(chosen))
     loaded = load_images(chosen, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
@@ -403,16 +421,34 @@ def write_bundle(
     extra: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     card: ModelCard | None = None,
+    options: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """Describe a converted flatbuffer (I/O, shape, operators), embed its TFLite Metadata, write it with its sidecar,
     and summarise it.
 
+    The sidecar records what reproduces the build and nothing that depends on where or when it ran (no times,
+    absolute paths or host names): the source model, the conversion options, the calibration record and the tool
+    versions.
+
     Args:
         source: the sidecar's ``source`` entry (default: the model's file name and the training record).
         card: the metadata's name, description... (default: :class:`ModelCard`'s defaults).
+        options: the sidecar's ``conversion`` entry, the options as given (default: ``quantize``, ``io``,
+            ``calibration_size`` and ``seed`` as this model was built: its quantization, its input type, and the
+            calibration's requested size and seed, None without calibration).
     """
     graph = read_graph(flatbuffer)
     inp, out = graph.inputs[0], graph.outputs[0]
+    calibrated = calibration.record if calibration else {}
+    conversion = options or {
+        "quantize": quantization,
+        "io": inp.dtype,
+        "calibration_size": calibrated.get("requested"),
+        "seed": calibrated.get("seed"),
+    }
+    # One TensorFlow: the `tensorflow` and `tensorflow-cpu` wheels install the same module (the qat extra brings
+    # the first beside the second), and which of them is installed must not change the sidecar's bytes.
+    tensorflow = "tensorflow" if tool_versions("tensorflow").get("tensorflow") else "tensorflow-cpu"
     info = replace(
         keras_info,
         input_shape=list(inp.shape),
@@ -422,8 +458,10 @@ def write_bundle(
         extra={
             # The file name only: where the model was built must not change the sidecar's bytes.
             "source": source or {"model": model_path.name, "training": keras_info.extra.get("training")},
+            "conversion": conversion,
             "calibration": calibration.record if calibration else None,
-            "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"),
+            # edgecnn's own version and Python's are always in it (tool_versions).
+            "tools": tool_versions(tensorflow, "keras", "numpy", "pillow", "ai-edge-litert"),
             **(extra or {}),
         },
     )

@@ -329,6 +329,8 @@ def diagnose(
     data_limit: int = 50,
     seed: int = 0,
     strict: bool = False,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> Diagnosis:
     """Diagnose the int8 conversion of a ``.keras`` model on its calibration set.
@@ -342,6 +344,8 @@ def diagnose(
         data_limit: images per class of ``data`` used for the comparison.
         seed: seed of the calibration draw.
         strict: fail on an unreadable image instead of skipping it.
+        follow_links: follow symbolic links that lead outside ``calibration`` or ``data``.
+        trust: load the model with Keras's safe mode off (``--trust-model``).
         on_progress: progress of loading images.
     """
     from edgecnn.build.keras_model import load_keras_model
@@ -351,17 +355,29 @@ def diagnose(
         raise UsageError(
             f"--calibration-size and --data-limit must be at least 1, not {calibration_size} and {data_limit}"
         )
-    model, info = load_keras_model(model_path)
+    model, info = load_keras_model(model_path, trust=trust)
     spec = info.preprocessing
     candidate_info = read_tflite_info(candidate) if candidate is not None else None
     calibration_set = load_calibration(
-        calibration, spec, size=calibration_size, seed=seed, strict=strict, on_progress=on_progress
+        calibration,
+        spec,
+        size=calibration_size,
+        seed=seed,
+        strict=strict,
+        follow_links=follow_links,
+        on_progress=on_progress,
     )
     data_images = None
     skipped = list(calibration_set.skipped)
     if data is not None:
         loaded = load_labelled(
-            data, info.labels, spec, limit_per_class=data_limit, strict=strict, on_progress=on_progress
+            data,
+            info.labels,
+            spec,
+            limit_per_class=data_limit,
+            strict=strict,
+            follow_links=follow_links,
+            on_progress=on_progress,
         )
         data_images, skipped = loaded.images, skipped + loaded.skipped
     layers, _ = layer_errors(model, calibration_set)

@@ -107,7 +107,8 @@ def convert_for_target(
         max_drop / data / limit_per_class: the accuracy gate and its recovery
             (:func:`edgecnn.build.recover.convert_with_gate`); both or neither.
         on_progress: progress of loading images.
-        options: ``calibration``, ``calibration_size``, ``seed``, ``strict``, ``hints``, ``card``.
+        options: ``calibration``, ``calibration_size``, ``seed``, ``strict``, ``hints``, ``card``,
+            ``follow_links``, ``trust``.
 
     Raises:
         UsageError: options the target cannot run, or options that do not go together.

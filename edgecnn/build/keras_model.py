@@ -88,24 +88,26 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _load_keras_file(model_file: Path) -> Any:
-    """``keras.models.load_model`` with safe mode on, every failure as one ModelFormatError line."""
+def _load_keras_file(model_file: Path, *, trust: bool = False) -> Any:
+    """``keras.models.load_model`` with safe mode on (off with ``trust``), every failure as one ModelFormatError
+    line."""
     _, keras = import_keras()
     try:
-        return keras.models.load_model(model_file, safe_mode=True, compile=False)
+        return keras.models.load_model(model_file, safe_mode=not trust, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive; all mean the same here
         raise ModelFormatError(f"{model_file} is not a loadable Keras model ({_reason(exc)})") from None
 
 
-def load_keras_model(model_path: str | os.PathLike[str]) -> tuple[Any, ModelInfo]:
-    """Load a ``.keras`` model written by ``edgecnn train`` with Keras's safe mode on.
+def load_keras_model(model_path: str | os.PathLike[str], *, trust: bool = False) -> tuple[Any, ModelInfo]:
+    """Load a ``.keras`` model written by ``edgecnn train`` with Keras's safe mode on (off with ``trust``: for a
+    file you trust, whose Python code may then run).
 
     Raises:
         ModelFormatError: not a Keras model, no edgecnn metadata, or input not matching the metadata.
     """
     model_file = check_model_file(model_path, suffixes=(".keras",))
     info = read_keras_info(model_file)
-    model = _load_keras_file(model_file)
+    model = _load_keras_file(model_file, trust=trust)
     shape = tuple(model.input_shape[1:])
     if shape != info.preprocessing.shape:
         raise ModelFormatError(
@@ -124,12 +126,15 @@ _CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
 """Layers whose configuration can carry Python code (or name a Python function) to run when the model loads."""
 
 
-def load_outside_keras(model_path: str | os.PathLike[str]) -> Any:
+def load_outside_keras(model_path: str | os.PathLike[str], *, trust: bool = False) -> Any:
     """Load a model trained elsewhere: a Keras 3 ``.keras``, a legacy ``.h5``, or a TensorFlow SavedModel folder.
 
     Nothing in the file is run as Python: Keras's safe mode stays on, and a model with a ``Lambda`` layer is refused
     before Keras reads it (safe mode refuses only lambdas, not a ``Lambda`` that names a function). A SavedModel is
     loaded with ``tf.saved_model.load`` (its graph, no Python objects) as a :class:`SavedModelFunction`.
+
+    With ``trust`` (``--trust-model``, for a file you trust) safe mode is off and ``Lambda`` layers load: their
+    Python code runs. Nothing is ever unpickled either way.
 
     Returns:
         A Keras model, or a :class:`SavedModelFunction` (which has ``inputs``, ``outputs`` and is called the same way).
@@ -142,8 +147,9 @@ def load_outside_keras(model_path: str | os.PathLike[str]) -> Any:
     if path.is_dir():
         return SavedModelFunction(path)
     model_file = check_model_file(path, suffixes=KERAS_SUFFIXES)
-    _refuse_code_layers(model_file, _keras_config(model_file))
-    return _load_keras_file(model_file)
+    if not trust:
+        _refuse_code_layers(model_file, _keras_config(model_file))
+    return _load_keras_file(model_file, trust=trust)
 
 
 def _keras_config(model_file: Path) -> Any:
@@ -184,8 +190,9 @@ def _refuse_code_layers(model_file: Path, config: Any) -> None:
             if item.get("class_name") in _CODE_LAYERS:
                 name = item.get("config", {}).get("name", "") if isinstance(item.get("config"), dict) else ""
                 raise ModelFormatError(
-                    f"{model_file.name} has a {item['class_name']} layer {name!r} (Python code inside the model), "
-                    "which edgecnn does not run: rebuild it with built-in layers, or export it as a SavedModel"
+                    f"{model_file.name} has a {item['class_name']} layer {name!r}, whose Python code would run when "
+                    "it loads: refused; if you trust the file, add --trust-model (or rebuild it with built-in "
+                    "layers, or export it as a SavedModel)"
                 )
             stack.extend(item.values())
         elif isinstance(item, list):
@@ -310,6 +317,7 @@ class KerasRunner:
         info: labels and preprocessing of a model from elsewhere (from options, or from the candidate's sidecar).
         model: the model, already loaded (None: load it from ``model_path``).
         batch_size: images per call.
+        trust: load it with Keras's safe mode off (``--trust-model``: its Python code may run).
 
     Raises:
         ModelFormatError: the model cannot be loaded, or takes other inputs than ``info`` describes.
@@ -322,12 +330,13 @@ class KerasRunner:
         info: ModelInfo | None = None,
         model: Any = None,
         batch_size: int = 256,
+        trust: bool = False,
     ) -> None:
         self.path = Path(model_path)
         if info is None:
-            self.model, self.info = load_keras_model(self.path)
+            self.model, self.info = load_keras_model(self.path, trust=trust)
         else:
-            self.model = model if model is not None else load_outside_keras(self.path)
+            self.model = model if model is not None else load_outside_keras(self.path, trust=trust)
             self.info = info
             shape = tuple(self.model.input_shape[1:])
             if shape != info.preprocessing.shape:

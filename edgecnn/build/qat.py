@@ -214,6 +214,8 @@ def finetune_qat(
     limit_per_class: int | None = None,
     validation_fraction: float = 0.1,
     strict: bool = False,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
     on_epoch: EpochFn | None = None,
 ) -> ConversionResult:
@@ -236,6 +238,8 @@ def finetune_qat(
         limit_per_class: use only the first N images (by name) of each class.
         validation_fraction: share of each class held out to report validation accuracy (0 for none).
         strict: fail on an unreadable image instead of skipping it.
+        follow_links: follow symbolic links that lead outside ``data``.
+        trust: load the model with Keras's safe mode off (``--trust-model``).
         on_progress: progress of loading the images.
         on_epoch: called after each epoch with (epoch from 1, total, metrics).
 
@@ -253,7 +257,7 @@ def finetune_qat(
     out_path = check_bundle_output(out, inputs=[model_path, data])
     keras_info = read_keras_info(model_path)  # fails fast, before TensorFlow is imported
     spec = keras_info.preprocessing
-    folder = scan_folder(data, limit_per_class=limit_per_class, labels=keras_info.labels)
+    folder = scan_folder(data, limit_per_class=limit_per_class, labels=keras_info.labels, follow_links=follow_links)
     train_samples, val_samples = split_samples(folder.samples, validation_fraction=validation_fraction, seed=seed)
     tf, tf_keras, tfmot = import_qat()
 
@@ -262,11 +266,13 @@ def finetune_qat(
     val_set: LoadedImages | None = (
         load_images(val_samples, spec, strict=strict, on_progress=advance) if val_samples else None
     )
-    calibration = load_calibration(data, spec, size=calibration_size, seed=seed, strict=strict, on_progress=on_progress)
+    calibration = load_calibration(
+        data, spec, size=calibration_size, seed=seed, strict=strict, follow_links=follow_links, on_progress=on_progress
+    )
 
     from edgecnn.build.keras_model import import_keras, load_keras_model
 
-    model, _ = load_keras_model(model_path)
+    model, _ = load_keras_model(model_path, trust=trust)
     _, keras = import_keras()
     tf_keras.backend.clear_session()  # fresh automatic names: the converted bytes depend on them
     tf_keras.utils.set_random_seed(seed)

@@ -157,6 +157,8 @@ def convert_with_gate(
     target: str | None = None,
     hints: InputHints | None = None,
     card: ModelCard | None = None,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> RecoveryResult:
     """Convert to int8 and, if the model misses ``max_drop`` on ``data``, try the recoveries in order.
@@ -173,7 +175,8 @@ def convert_with_gate(
         limit_per_class: use only the first N images of each class of ``data``.
         target: the target the model is for: an attempt passes only if it runs there, and for targets that
             need full int8 (:data:`INT8_ONLY_TARGETS`) the float-layer and 16x8 attempts are not tried.
-        hints / card: as for :func:`edgecnn.build.convert.convert`.
+        hints / card / follow_links / trust: as for :func:`edgecnn.build.convert.convert` (``follow_links``
+            also for ``data``).
         on_progress: progress of loading images.
 
     Raises:
@@ -196,14 +199,14 @@ def convert_with_gate(
             "edgecnn validate"
         )
     hints = hints or InputHints()
-    model, described = load_source(source, hints)
+    model, described = load_source(source, hints, trust=trust)
     tf, keras = import_keras()
     static = static_batch_model(keras, model)
     float_bytes = run_converter(tf, static, "none", None, "float32")
     info = described if described is not None else outside_info(read_graph(float_bytes), source=source, hints=hints)
     record = source_record(source, info=info, described=described_by(None, hints))
     images = load_labelled(data, info.labels, info.preprocessing, limit_per_class=limit_per_class, strict=strict,
-                           on_progress=on_progress)  # fmt: skip
+                           follow_links=follow_links, on_progress=on_progress)  # fmt: skip
     reference = KerasRunner(source.path, info=info, model=model)
     reference_scores = predict_all(reference, images.images)  # once: every attempt is compared with it
     float_size = len(float_bytes)
@@ -212,7 +215,7 @@ def convert_with_gate(
 
     def load(size: int) -> CalibrationSet:
         return load_calibration(calibration, info.preprocessing, size=size, seed=seed, strict=strict,
-                                on_progress=on_progress)  # fmt: skip
+                                follow_links=follow_links, on_progress=on_progress)  # fmt: skip
 
     with temporary_folder("recover-") as folder:
 
@@ -243,7 +246,7 @@ def convert_with_gate(
         calib = load(calibration_size)
         passed = attempt("int8", f"{len(calib.images)} calibration images", convert_int8(calib), "int8", calib, {})
         if not passed:
-            available = len(scan_images(calibration).samples)
+            available = len(scan_images(calibration, follow_links=follow_links).samples)
             more = min(available, calibration_size * MORE_CALIBRATION)
             if more > len(calib.images):
                 calib = load(more)

@@ -229,6 +229,7 @@ def train(
     augment: str = "none",
     limit_per_class: int | None = None,
     strict: bool = False,
+    follow_links: bool = False,
     on_progress: Progress | None = None,
     on_epoch: EpochFn | None = None,
 ) -> TrainResult:
@@ -252,6 +253,7 @@ def train(
         augment: training-time augmentation: none, shift, flip or flip-shift (see :mod:`edgecnn.build.augment`).
         limit_per_class: use only the first N images of each class.
         strict: fail on an unreadable image instead of skipping it.
+        follow_links: follow symbolic links that lead outside ``data``.
         on_progress: progress of loading the images.
         on_epoch: called after each epoch.
 
@@ -265,7 +267,7 @@ def train(
     out_path = check_output_path(out, suffixes=(".keras",))
     refuse_inputs([out_path], [data])
     flip, shift = parse_augment(augment, image_size)
-    folder = scan_folder(data, limit_per_class=limit_per_class)
+    folder = scan_folder(data, limit_per_class=limit_per_class, follow_links=follow_links)
     if len(folder.classes) < 2:
         raise DatasetError(f"{folder.root} has one class folder ({folder.classes[0]}): a classifier needs two or more")
     spec = Preprocessing(height=image_size, width=image_size, channels=channels or guess_channels(folder.samples))

@@ -15,6 +15,7 @@ from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, QUANTIZE_MODES
 from edgecnn.cli import render
 from edgecnn.cli.options import (
     NUMBER,
+    follow_links_option,
     input_options,
     json_flag,
     limit_option,
@@ -24,6 +25,7 @@ from edgecnn.cli.options import (
     seed_option,
     strict_option,
     target_options,
+    trust_model_option,
 )
 from edgecnn.cli.progress import progress_callbacks, stage_printer, stage_progress
 from edgecnn.errors import EXIT_VERDICT_FAILED
@@ -78,6 +80,7 @@ def make_target(options: dict[str, Any], **more: Any) -> Any:
 )
 @limit_option
 @strict_option
+@follow_links_option
 @quiet_option
 @json_flag
 def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool, **options: Any) -> None:
@@ -112,6 +115,8 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
 @click.option("--data", type=click.Path(), help="Labelled held-out images the --max-drop gate is measured on.")
 @limit_option
 @strict_option
+@follow_links_option
+@trust_model_option
 @click.option(
     "--target",
     "-t",
@@ -174,6 +179,8 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
 @click.option("--data-limit", default=50, show_default=True, help="Images per class of --data to compare with.")
 @seed_option("Seed for choosing calibration images.")
 @strict_option
+@follow_links_option
+@trust_model_option
 @quiet_option
 @json_flag
 def diagnose(model: str, calibration: str, quiet: bool, as_json: bool, **options: Any) -> None:
@@ -207,6 +214,8 @@ def diagnose(model: str, calibration: str, quiet: bool, as_json: bool, **options
 @click.option("--validation-split", type=NUMBER, default=0.1, show_default=True, help="Share of each class held out.")
 @limit_option
 @strict_option
+@follow_links_option
+@trust_model_option
 @quiet_option
 @json_flag
 def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: bool, **options: Any) -> None:
@@ -250,6 +259,8 @@ def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: b
 @limit_option
 @click.option("--batch-size", default=64, show_default=True)
 @strict_option
+@follow_links_option
+@trust_model_option
 @click.option(
     "--stages", is_flag=True, help="Also compare every step here: Keras float → TFLite float → int8 → int8 reference."
 )
@@ -326,6 +337,8 @@ def demo(out: str, epochs: int, seed: int, quiet: bool, as_json: bool) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", "k", default=3, show_default=True, help="Classes shown per image.")
 @strict_option
+@follow_links_option
+@trust_model_option
 @input_options
 @target_options
 @quiet_option
@@ -422,6 +435,7 @@ def inspect(model: str, as_json: bool) -> None:
 @click.option("--images", type=click.Path(), help="Time on these real images (file or folder) instead of random ones.")
 @click.option("--image-limit", "limit", default=100, show_default=True, help="Use at most N of those images.")
 @strict_option
+@follow_links_option
 @target_options
 @quiet_option
 @json_flag

@@ -92,6 +92,25 @@ def strict_option(f: F) -> F:
     return click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")(f)
 
 
+def follow_links_option(f: F) -> F:
+    """``--follow-links``: follow symbolic links that leave the data folder (trusted data only)."""
+    return click.option(
+        "--follow-links",
+        is_flag=True,
+        help="Follow symbolic links that lead outside the data folder (not followed by default).",
+    )(f)
+
+
+def trust_model_option(f: F) -> F:
+    """``--trust-model``: load a Keras model with safe mode off, so its Python code (``Lambda`` layers) runs."""
+    return click.option(
+        "--trust-model",
+        "trust",
+        is_flag=True,
+        help="Load a Keras model that holds Python code (Lambda layers): only for a file you trust.",
+    )(f)
+
+
 def limit_option(f: F) -> F:
     """``--limit-per-class N``: a fixed, class-balanced subset."""
     return click.option(

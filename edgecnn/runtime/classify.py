@@ -63,12 +63,14 @@ def classify_runner(
     *,
     k: int = 3,
     strict: bool = False,
+    follow_links: bool = False,
     on_progress: Progress | None = None,
 ) -> tuple[list[Prediction], list[Skipped]]:
-    """Classify image files and folders with an open runner."""
+    """Classify image files and folders with an open runner (``follow_links``: as for
+    :func:`~edgecnn.runtime.data.collect_images`)."""
     if k < 1:
         raise UsageError(f"--top-k must be at least 1, not {k}")
-    paths, skipped = collect_images(inputs)
+    paths, skipped = collect_images(inputs, follow_links=follow_links)
     try:
         loaded = load_images(
             [Sample(p, -1) for p in paths],

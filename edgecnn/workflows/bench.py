@@ -33,6 +33,7 @@ def bench_model(
     warmup: int = 5,
     batch: int = 1,
     strict: bool = False,
+    follow_links: bool = False,
     on_progress: Progress | None = None,
 ) -> BenchResult:
     """Benchmark a ``.tflite`` model on a target, with real images or random inputs.
@@ -46,6 +47,7 @@ def bench_model(
         limit: use at most this many of those images (sorted by path).
         runs / warmup / batch: see :class:`~edgecnn.runtime.bench.BenchPlan`.
         strict: fail on an unreadable image instead of skipping it.
+        follow_links: follow symbolic links that lead outside the ``images`` folder.
         on_progress: progress of loading images and of the timed runs.
 
     Raises:
@@ -63,7 +65,7 @@ def bench_model(
     stage = on_progress or no_progress
     pool, skipped = None, []
     if images is not None and info is not None:
-        paths, skipped = collect_images([images])
+        paths, skipped = collect_images([images], follow_links=follow_links)
         if limit is not None:
             if limit < 1:
                 raise UsageError(f"--image-limit must be at least 1, not {limit}")

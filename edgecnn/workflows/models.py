@@ -41,6 +41,7 @@ def open_model(
     reference_kernels: bool = False,
     hints: InputHints | None = None,
     fallback: ModelInfo | None = None,
+    trust: bool = False,
 ) -> Runner:
     """Load a model as a :class:`~edgecnn.runtime.runners.Runner`.
 
@@ -53,6 +54,7 @@ def open_model(
         hints: labels and preprocessing given as options, for a model that does not carry them.
         fallback: labels and normalization to use when neither the model nor ``hints`` give them (validation feeds
             a reference from elsewhere exactly like its candidate).
+        trust: load a Keras model with safe mode off, ``Lambda`` layers included (``--trust-model``).
 
     Raises:
         ModelFormatError: missing, corrupt, not matching its sidecar, or a Keras model given for a device target.
@@ -68,7 +70,7 @@ def open_model(
             "or run it here without --target"
         )
     if is_keras_model(path):
-        return open_keras(path, hints=hints or InputHints(), fallback=fallback)
+        return open_keras(path, hints=hints or InputHints(), fallback=fallback, trust=trust)
     model = check_model_file(path, suffixes=(".tflite",))
     from edgecnn.runtime.describe import tflite_info
 
@@ -94,15 +96,16 @@ def _open_bundle(model: Path, *, target: Target | None, num_threads: int | None,
     return TFLiteRunner(model, num_threads=num_threads, reference_kernels=reference_kernels)
 
 
-def open_keras(path: Path, *, hints: InputHints, fallback: ModelInfo | None = None) -> Runner:
-    """A Keras runner: with the metadata ``edgecnn train`` embeds, or described by ``hints`` (from elsewhere)."""
+def open_keras(path: Path, *, hints: InputHints, fallback: ModelInfo | None = None, trust: bool = False) -> Runner:
+    """A Keras runner: with the metadata ``edgecnn train`` embeds, or described by ``hints`` (from elsewhere);
+    ``trust`` loads it with safe mode off."""
     from edgecnn.build.keras_model import KerasRunner
 
     if path.is_file() and path.suffix.lower() == ".keras" and has_edgecnn_metadata(path):
-        return KerasRunner(path)
+        return KerasRunner(path, trust=trust)
     from edgecnn.build.keras_model import load_outside_keras
 
-    model = load_outside_keras(path)
+    model = load_outside_keras(path, trust=trust)
     return KerasRunner(path, info=keras_info(model, hints=hints, fallback=fallback, name=path.name), model=model)
 
 

@@ -24,6 +24,8 @@ def classify(
     strict: bool = False,
     target: Target | None = None,
     hints: InputHints | None = None,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> ClassifyResult:
     """Classify image files and folders (searched recursively) with a ``.tflite`` or ``.keras`` model.
@@ -38,11 +40,15 @@ def classify(
         strict: fail on an unreadable image instead of skipping it.
         target: where the ``.tflite`` model runs, with the target's threads (None: here, with the runtime's defaults).
         hints: labels and preprocessing given as options, for a model that carries neither sidecar nor metadata.
+        follow_links: follow symbolic links that lead outside a folder in ``inputs``.
+        trust: load a Keras model with safe mode off (``--trust-model``).
         on_progress: progress of loading the images.
     """
-    runner = open_model(model_path, target=target, hints=hints)
+    runner = open_model(model_path, target=target, hints=hints, trust=trust)
     try:
-        predictions, skipped = classify_runner(runner, inputs, k=k, strict=strict, on_progress=on_progress)
+        predictions, skipped = classify_runner(
+            runner, inputs, k=k, strict=strict, follow_links=follow_links, on_progress=on_progress
+        )
     finally:
         runner.close()
     where = target.where if target is not None else "host"

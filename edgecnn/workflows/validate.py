@@ -82,6 +82,8 @@ def validate_models(
     target: Target | None = None,
     stages: bool = False,
     hints: InputHints | None = None,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> ValidationReport:
     """Load both models and an image folder, run both on the same images and apply the gates.
@@ -103,6 +105,8 @@ def validate_models(
             where the error enters.
         hints: labels and preprocessing given as options, for models that carry neither sidecar nor metadata; a
             reference from elsewhere otherwise takes the candidate's.
+        follow_links: follow symbolic links that lead outside ``data``.
+        trust: load a Keras reference with safe mode off (``--trust-model``).
         on_progress: progress of loading the images and of running the models.
 
     Raises:
@@ -117,7 +121,11 @@ def validate_models(
     candidate = open_model(candidate_path, target=target, hints=hints)
     try:
         reference = open_model(
-            reference_path, num_threads=getattr(target, "threads", None), hints=hints, fallback=candidate.info
+            reference_path,
+            num_threads=getattr(target, "threads", None),
+            hints=hints,
+            fallback=candidate.info,
+            trust=trust,
         )
         try:
             check_comparable(reference, candidate)
@@ -127,6 +135,7 @@ def validate_models(
                 candidate.info.preprocessing,
                 limit_per_class=limit_per_class,
                 strict=strict,
+                follow_links=follow_links,
                 on_progress=on_progress,
             )
             advance = (on_progress or no_progress)("running both models", 2 * len(loaded))
@@ -159,6 +168,7 @@ def validate_models(
             fallback=candidate_info,
             # The candidate's default-kernel stage is the run above only when it ran here.
             candidate_scores=candidate_scores if target is None or target.name == "host" else None,
+            trust=trust,
             on_progress=on_progress,
         )
     return report
@@ -174,6 +184,7 @@ def run_stages(
     candidate_scores: np.ndarray | None = None,
     hints: InputHints | None = None,
     fallback: ModelInfo | None = None,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> StageReport:
     """Run the images through every stage, here, and compare consecutive stages.
@@ -186,6 +197,7 @@ def run_stages(
         reference_scores / candidate_scores: the reference's and the candidate's (default kernels) scores on
             these images when already computed (by validation): those stages are not run again.
         hints / fallback: labels and preprocessing for models from elsewhere, as in :func:`validate_models`.
+        trust: load a Keras reference with safe mode off (``--trust-model``).
 
     Raises:
         MissingDependencyError: a ``.keras`` reference without TensorFlow installed.
@@ -197,7 +209,7 @@ def run_stages(
         chain: list[tuple[str, str, Callable[[], Runner], np.ndarray | None]] = []
 
         def opener(path: Path, **more: Any) -> Callable[[], Runner]:
-            return lambda: open_model(path, hints=hints, fallback=fallback, **more)
+            return lambda: open_model(path, hints=hints, fallback=fallback, trust=trust, **more)
 
         if is_keras_model(reference):
             from edgecnn.build.convert import convert
@@ -208,7 +220,9 @@ def run_stages(
                 if has_edgecnn_metadata(reference)
                 else (hints if hints and not hints.empty else _as_hints(fallback))
             )
-            float_model = convert(reference, Path(folder) / "float.tflite", quantize="none", hints=convert_hints).path
+            float_model = convert(
+                reference, Path(folder) / "float.tflite", quantize="none", hints=convert_hints, trust=trust
+            ).path
             chain.append(("keras float", str(reference), opener(reference), reference_scores))
             chain.append(("tflite float", "(converted from the reference)", opener(float_model), None))
         else:
@@ -314,6 +328,8 @@ def validate(
             reference_path=reference_path,
             candidate_path=candidate_path,
             calibration=calibration,
+            follow_links=bool(options.get("follow_links")),
+            trust=bool(options.get("trust")),
             on_progress=on_progress,
         )
     written = write_evidence(payload, report_dir=report_dir, junit=junit)
@@ -329,6 +345,8 @@ def report_payload(
     reference_path: str | os.PathLike[str],
     candidate_path: str | os.PathLike[str],
     calibration: str | os.PathLike[str] | None = None,
+    follow_links: bool = False,
+    trust: bool = False,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The validation's JSON plus ``sizes``, ``latency_ms`` (p50 here, ``.tflite`` models) and ``layers``.
@@ -354,8 +372,10 @@ def report_payload(
         from edgecnn.build.diagnose import layer_errors
         from edgecnn.build.keras_model import load_keras_model
 
-        model, info = load_keras_model(paths["reference"])
-        images = load_calibration(calibration, info.preprocessing, size=200, seed=0, on_progress=on_progress)
+        model, info = load_keras_model(paths["reference"], trust=trust)
+        images = load_calibration(
+            calibration, info.preprocessing, size=200, seed=0, follow_links=follow_links, on_progress=on_progress
+        )
         payload["layers"] = [layer.to_dict() for layer in layer_errors(model, images)[0]]
     return payload
 

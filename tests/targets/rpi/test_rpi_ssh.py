@@ -53,7 +53,15 @@ def _json(result: object) -> dict:
 
 
 def _agent_folders(sshd: SshServer) -> list[str]:
-    return sorted(p.name for p in sshd.remote_tmp.iterdir())
+    """What the agent left in the Pi's temporary folder. Its runs' folders live under ``edgecnn-<uid>``, which stays
+    (the next run cleans stale ones there): what is inside it counts, not the folder itself."""
+    found = []
+    for entry in sshd.remote_tmp.iterdir():
+        if entry.is_dir() and entry.name == f"edgecnn-{os.getuid()}":
+            found += [f"{entry.name}/{inner.name}" for inner in entry.iterdir()]
+        else:
+            found.append(entry.name)
+    return sorted(found)
 
 
 def test_run_over_ssh_equals_the_local_run(
