@@ -59,6 +59,13 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
                     "convert does)" + batch_note,
                 )
             )
+    findings.append(load_finding(model, runtime=runtime, threads=threads))
+    return findings
+
+
+def load_finding(model: Path, *, runtime: str | None, threads: int | None) -> Finding:
+    """Whether the interpreter loads the model (its own verifier and kernels' checks): an ``error`` finding naming
+    why not, else ``info`` naming the runtime. Every target that runs in LiteRT (a delegate included) shares it."""
     try:
         runner = TFLiteRunner(model, num_threads=threads, runtime=runtime, require_sidecar=False)
     except ModelLoadError as exc:
@@ -71,13 +78,11 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
             )
         else:
             reason = exc.reason
-        findings.append(Finding("error", "load", f"the interpreter cannot load it: {reason}"))
+        return Finding("error", "load", f"the interpreter cannot load it: {reason}")
     except ModelFormatError as exc:
-        findings.append(Finding("error", "load", str(exc)))
-    else:
-        findings.append(Finding("info", "runtime", f"loads in {runner.runtime} with {_threads_text(threads)}"))
-        runner.close()
-    return findings
+        return Finding("error", "load", str(exc))
+    runner.close()
+    return Finding("info", "runtime", f"loads in {runner.runtime} with {_threads_text(threads)}")
 
 
 def _which(name: str, graph: ModelGraph) -> str:

@@ -206,6 +206,12 @@ class CoralTarget(Target):
         facts = model_facts(model)
         result = preflight(facts.flat)
         findings = preflight_findings(result, facts=facts, min_tpu_share=self.min_tpu_share)
+        if not result.compiled:
+            # The Edge TPU delegate runs inside LiteRT: a model LiteRT's verifier or kernels refuse (a zero
+            # stride, a zero point XNNPACK rejects) cannot run there either, whatever the pre-flight says.
+            from edgecnn.targets.cpu import load_finding
+
+            findings.append(load_finding(model, runtime=None, threads=self.threads))
         return findings, {"preflight": result.to_dict()}
 
     def build(self, model: Path) -> TargetBuild:

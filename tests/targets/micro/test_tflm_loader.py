@@ -175,3 +175,13 @@ def test_the_micro_path_never_loads_litert(command: str, odd_model: Path, tmp_pa
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stderr
+
+
+@pytest.mark.parametrize("target", ["host", "coral"])
+def test_targets_that_run_in_litert_refuse_it(odd_model: Path, target: str) -> None:
+    """The same file that TFLM runs cannot run where LiteRT does: the Edge TPU delegate runs inside LiteRT, so
+    check --target coral says so as check --target host does, whatever the pre-flight found."""
+    result = run_cli("check", "--target", target, odd_model, "--json")
+    assert result.exit_code == 1, result.output
+    load = [f for f in json.loads(result.stdout)["findings"] if f["code"] == "load"]
+    assert load and load[0]["severity"] == "error" and "cannot load it" in load[0]["message"]
