@@ -99,8 +99,10 @@ MAX_METADATA_DEPTH = 32
 MAX_INT_DIGITS = 20
 """The longest JSON integer accepted: int64 has 19 digits; longer ones only cost time to convert."""
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8", "keras")
-"""The ``quantization`` values edgecnn writes (``keras``: a trained model; ``int16x8``: a graph from elsewhere)."""
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-mixed", "16x8", "int16x8", "keras")
+"""The ``quantization`` values edgecnn writes (``keras``: a trained model; ``int8-mixed`` and ``16x8``: what
+``convert --max-drop`` recovery writes, some layers in float or 16-bit activations; ``int16x8``: a graph from
+elsewhere read as 16x8)."""
 
 IO_DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 """The model I/O dtypes metadata may name (the numpy names, which are also TFLite's TensorType names)."""
