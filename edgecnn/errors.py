@@ -87,9 +87,15 @@ def error_kind(error: EdgecnnError) -> str:
     return TargetUnavailableError.__name__ if isinstance(error, EnvironmentProblem) else UsageError.__name__
 
 
-def remote_error(kind: str, message: str) -> EdgecnnError:
-    """The error a device reported, as the same kind here (an unknown kind is a :class:`TargetUnavailableError`)."""
-    return ERROR_KINDS.get(kind, TargetUnavailableError)(message)
+def remote_error(kind: str, message: str, *, reason: str | None = None) -> EdgecnnError:
+    """The error a device reported, as the same kind here (an unknown kind is a :class:`TargetUnavailableError`).
+
+    ``reason``: the interpreter's own words for a model it refused; the error is then a :class:`ModelLoadError`.
+    """
+    cls = ERROR_KINDS.get(kind, TargetUnavailableError)
+    if reason is not None and issubclass(ModelLoadError, cls):
+        return ModelLoadError(message, reason=reason)
+    return cls(message)
 
 
 class EdgecnnWarning(UserWarning):

@@ -23,7 +23,7 @@ from edgecnn.runtime.bench import batch_picker, latency_stats, random_images, ti
 from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.targets.micro.arena import measure_arena
-from edgecnn.targets.micro.target import MicroRunner
+from edgecnn.targets.micro.target import MicroTarget
 
 
 def _invoke_ms(runner: Any, pick: Callable[[int], np.ndarray], *, runs: int, warmup: int) -> float:
@@ -37,7 +37,7 @@ def figures(model: Path, *, runs: int, warmup: int) -> dict[str, Any]:
     info = read_tflite_info(model)
     arena = measure_arena(model)
     pick = batch_picker(random_images(info.preprocessing, 8), 1)
-    micro = MicroRunner(model)
+    micro = MicroTarget().in_process().open(model)  # TFLM here, to time invoke alone: for models you made
     host = TFLiteRunner(model, reference_kernels=True, num_threads=1, max_batch=1)
     micro_ms = _invoke_ms(micro, pick, runs=runs, warmup=warmup)
     host_ms = _invoke_ms(host, pick, runs=runs, warmup=warmup)

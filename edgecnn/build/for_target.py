@@ -93,6 +93,7 @@ def convert_for_target(
     max_drop: float | None = None,
     data: str | os.PathLike[str] | None = None,
     limit_per_class: int | None = None,
+    min_reference_accuracy: float | None = None,
     on_progress: Progress | None = None,
     **options: Any,
 ) -> TargetConversion:
@@ -104,8 +105,8 @@ def convert_for_target(
         out: the ``.tflite`` to write.
         target: a registered target name (None: just convert).
         quantize / io: as for :func:`edgecnn.build.convert.convert`; checked against what the target runs.
-        max_drop / data / limit_per_class: the accuracy gate and its recovery
-            (:func:`edgecnn.build.recover.convert_with_gate`); both or neither.
+        max_drop / data / limit_per_class / min_reference_accuracy: the accuracy gate and its recovery
+            (:func:`edgecnn.build.recover.convert_with_gate`); ``max_drop`` and ``data`` both or neither.
         on_progress: progress of loading images.
         options: ``calibration``, ``calibration_size``, ``seed``, ``strict``, ``hints``, ``card``,
             ``follow_links``, ``trust``.
@@ -120,6 +121,8 @@ def convert_for_target(
     if max_drop is None and data is None:
         if limit_per_class is not None:
             raise UsageError("--limit-per-class applies to --data: use it with --max-drop and --data")
+        if min_reference_accuracy is not None:
+            raise UsageError("--min-reference-accuracy applies to --data: use it with --max-drop and --data")
         conversion = convert(model_path, out, quantize=quantize, io=io, on_progress=on_progress, **options)
         model = conversion.path
     else:
@@ -136,6 +139,7 @@ def convert_for_target(
             data=data,
             io=io_type,
             limit_per_class=limit_per_class,
+            min_reference_accuracy=min_reference_accuracy,
             target=target,
             on_progress=on_progress,
             **options,

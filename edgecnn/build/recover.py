@@ -153,6 +153,7 @@ def convert_with_gate(
     io: str = "int8",
     seed: int = 0,
     limit_per_class: int | None = None,
+    min_reference_accuracy: float | None = None,
     strict: bool = False,
     target: str | None = None,
     hints: InputHints | None = None,
@@ -173,6 +174,9 @@ def convert_with_gate(
         max_drop: largest allowed accuracy drop against the Keras model, in percentage points.
         calibration_size, io, seed, strict: as for :func:`edgecnn.build.convert.convert`.
         limit_per_class: use only the first N images of each class of ``data``.
+        min_reference_accuracy: the Keras model's accuracy on ``data`` must reach this fraction (None: clearly
+            above chance, :func:`~edgecnn.evidence.validate.default_reference_floor`; 0: no floor), or nothing is
+            converted: below it the images cannot tell a good attempt from a bad one.
         target: the target the model is for: an attempt passes only if it runs there, and for targets that
             need full int8 (:data:`INT8_ONLY_TARGETS`) the float-layer and 16x8 attempts are not tried.
         hints / card / follow_links / trust: as for :func:`edgecnn.build.convert.convert` (``follow_links``
@@ -181,15 +185,16 @@ def convert_with_gate(
 
     Raises:
         UsageError: bad options, or a ``.tflite`` source (recovery re-converts the model it came from);
-        ModelFormatError: bad model; DatasetError: bad images.
+        ModelFormatError: bad model; DatasetError: bad images, or images the Keras model cannot classify (its
+        accuracy on them is below ``min_reference_accuracy``).
     """
     from edgecnn.build.diagnose import layer_errors, rank_suspects
     from edgecnn.build.keras_model import KerasRunner, SavedModelFunction, import_keras
-    from edgecnn.evidence.validate import check_gates, compare
+    from edgecnn.evidence.validate import check_gates, compare, reference_floor_error
     from edgecnn.runtime.interpreter import TFLiteRunner
     from edgecnn.runtime.runners import predict_all
 
-    check_gates(max_drop=max_drop, min_agreement=None)
+    check_gates(max_drop=max_drop, min_agreement=None, min_reference_accuracy=min_reference_accuracy)
     out_path = check_bundle_output(out, inputs=[model_path, calibration, data])
     source = open_source(model_path)
     if source.kind == "tflite":
@@ -209,6 +214,10 @@ def convert_with_gate(
                            follow_links=follow_links, on_progress=on_progress)  # fmt: skip
     reference = KerasRunner(source.path, info=info, model=model)
     reference_scores = predict_all(reference, images.images)  # once: every attempt is compared with it
+    # Before any attempt: on images the reference cannot classify, every attempt would fail the same gate.
+    floor_error = reference_floor_error(images.labels, reference_scores, min_reference_accuracy, model=source.name)
+    if floor_error is not None:
+        raise floor_error
     float_size = len(float_bytes)
     attempts: list[Attempt] = []
     built: list[tuple[bytes, str, CalibrationSet, dict[str, Any]]] = []  # what each attempt wrote, in order
@@ -230,7 +239,7 @@ def convert_with_gate(
                 scores = predict_all(candidate, images.images)
             finally:
                 candidate.close()
-            report = compare(info.labels, images, reference_scores, scores, max_drop=max_drop)
+            report = compare(info.labels, images, reference_scores, scores, max_drop=max_drop, min_reference_accuracy=0)
             full_integer, targets = target_support(read_graph(flatbuffer), quantization)
             passed = report.passed and (target is None or targets.get(target, True))
             attempts.append(

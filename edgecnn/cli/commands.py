@@ -19,6 +19,7 @@ from edgecnn.cli.options import (
     input_options,
     json_flag,
     limit_option,
+    min_reference_accuracy_option,
     pop_input_options,
     pop_target_options,
     quiet_option,
@@ -114,6 +115,7 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
 )
 @click.option("--data", type=click.Path(), help="Labelled held-out images the --max-drop gate is measured on.")
 @limit_option
+@min_reference_accuracy_option
 @strict_option
 @follow_links_option
 @trust_model_option
@@ -140,7 +142,8 @@ def convert(model: str, out: str, quiet: bool, as_json: bool, **options: Any) ->
 
     With --max-drop and --data, an int8 model that drops more than allowed is recovered automatically: more
     calibration images, then the worst layers kept in float (fewest first), then 16-bit activations. Exit 1
-    when nothing passes; the best attempt is then written as OUT's stem + .best-attempt.tflite.
+    when nothing passes; the best attempt is then written as OUT's stem + .best-attempt.tflite. Exit 2, before
+    any attempt, when the Keras model itself cannot classify --data (its accuracy below --min-reference-accuracy).
 
     With --target the conversion is what the target runs, and the target builds from it: for coral, the
     Edge TPU pre-flight, then edgetpu_compiler (when installed) writes OUT's stem + _edgetpu.tflite. Exit 1
@@ -249,13 +252,7 @@ def finetune(model: str, data: str, out: str, qat: bool, quiet: bool, as_json: b
     "--max-drop", type=NUMBER, default=1.0, show_default=True, help="Largest allowed accuracy drop, in points."
 )
 @click.option("--min-agreement", type=NUMBER, help="Smallest allowed top-1 agreement, a fraction (e.g. 0.99).")
-@click.option(
-    "--min-reference-accuracy",
-    type=NUMBER,
-    metavar="F",
-    help="Smallest allowed reference accuracy, a fraction; 0 turns it off "
-    "[2x the most common class's share of DATA, at most halfway to 1].",
-)
+@min_reference_accuracy_option
 @limit_option
 @click.option("--batch-size", default=64, show_default=True)
 @strict_option
@@ -498,7 +495,7 @@ def agent() -> None:
     Example (what the development machine runs; the agent answers until its input ends):
       edgecnn agent
     """
-    from edgecnn.targets.rpi.agent import serve_stdio
+    from edgecnn.targets.agent import serve_stdio
 
     serve_stdio()
 

@@ -118,6 +118,17 @@ def limit_option(f: F) -> F:
     )(f)
 
 
+def min_reference_accuracy_option(f: F) -> F:
+    """``--min-reference-accuracy F``: the floor under the reference's accuracy on the labelled images."""
+    return click.option(
+        "--min-reference-accuracy",
+        type=NUMBER,
+        metavar="F",
+        help="Smallest allowed reference accuracy on the labelled images, a fraction; 0 turns it off "
+        "[2x the most common class's share of the images, at most halfway to 1].",
+    )(f)
+
+
 def seed_option(help_text: str) -> Callable[[F], F]:
     """``--seed N`` with what the seed decides."""
     return click.option("--seed", default=0, show_default=True, help=help_text)

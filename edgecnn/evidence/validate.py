@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgecnn.errors import UsageError
+from edgecnn.errors import DatasetError, UsageError
 
 if TYPE_CHECKING:
     from edgecnn.runtime.data import LoadedImages
@@ -34,6 +34,31 @@ def default_reference_floor(truth: np.ndarray) -> float:
     counts = np.bincount(np.asarray(truth, dtype=np.int64))
     baseline = float(counts.max() / counts.sum()) if counts.sum() else 0.0
     return min(2.0 * baseline, (1.0 + baseline) / 2.0)
+
+
+def reference_floor_error(
+    truth: np.ndarray, reference_scores: np.ndarray, min_reference_accuracy: float | None, *, model: str
+) -> DatasetError | None:
+    """The error for images the reference cannot classify (its accuracy below the floor), or None.
+
+    For ``convert --max-drop``, which judges attempts against the reference: below the floor every attempt would
+    fail the same gate, so nothing is converted and the message says why.
+
+    Args:
+        truth: the images' class indices.
+        reference_scores: the reference's scores on them.
+        min_reference_accuracy: the floor, a fraction (None: :func:`default_reference_floor`; 0: none).
+        model: how the message names the reference.
+    """
+    floor = default_reference_floor(truth) if min_reference_accuracy is None else min_reference_accuracy
+    accuracy = float(np.mean(np.asarray(reference_scores).argmax(axis=1) == truth)) if len(truth) else 0.0
+    if floor <= 0 or accuracy + _EPSILON >= floor:
+        return None
+    return DatasetError(
+        f"{model} classifies {accuracy:.1%} of --data's {len(truth)} images, below the reference-accuracy floor of "
+        f"{floor:.1%}: no attempt can be judged on images it cannot classify; check that --data's class folders "
+        "hold the classes they are named after (and the model's preprocessing), or set --min-reference-accuracy"
+    )
 
 
 @dataclass(frozen=True)

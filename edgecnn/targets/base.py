@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -80,6 +81,28 @@ class Target(ABC):
 
     name: ClassVar[str]
 
+    isolated_by: ClassVar[str | None] = None
+    """The native code that runs this target's models, when it could still crash on a model that passed edgecnn's
+    verifier (``TensorFlow Lite Micro``, ``the Edge TPU delegate``): :meth:`open` and :meth:`bench` then run the
+    model in a child process (:mod:`edgecnn.targets.session`), never in this one. None: in this process."""
+
+    crash_hint: ClassVar[str] = ""
+    """Added to the message when the child crashes: what else than the model can make that native code crash."""
+
+    isolated: bool = False
+    """True while this target runs models in a child process: targets with :attr:`isolated_by` set it in their
+    constructor; :meth:`in_process` gives the copy the child itself uses."""
+
+    def in_process(self) -> Target:
+        """This target running models in this process: what the child process (or a Pi's agent) uses."""
+        here = copy.copy(self)
+        here.isolated = False
+        return here
+
+    def child_options(self) -> dict[str, Any]:
+        """The options (by :func:`~edgecnn.targets.make_target` name) the child needs to make this target again."""
+        return {}
+
     @property
     def where(self) -> str:
         """The target as reports name it: ``host``, ``rpi``, ``rpi pi@raspberrypi``."""
@@ -131,9 +154,14 @@ class Target(ABC):
     def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         """Latency and throughput of the bundle on this target (see :mod:`edgecnn.runtime.bench`).
 
-        The default times the runner :meth:`open_timed` gives, in this process, with the one benchmark protocol
+        The default times the runner :meth:`open_timed` gives, in this process (in a child process for an
+        :attr:`isolated` target, on its clock), with the one benchmark protocol
         (:func:`~edgecnn.runtime.bench.time_model`); targets that run on another device override it.
         """
+        if self.isolated:
+            from edgecnn.targets.session import child_bench
+
+            return replace(child_bench(self, model, plan, on_progress=on_progress), target=self.where)
         return time_model(
             lambda: self.open_timed(model),
             plan,

@@ -60,7 +60,7 @@ CALLS = {
     "inspect": ("edgecnn.model.inspect", "inspect_model"),
     "bench": ("edgecnn.workflows.bench", "bench_model"),
     "export micro": ("edgecnn.targets.micro.export", "export_micro"),
-    "agent": ("edgecnn.targets.rpi.agent", "serve_stdio"),
+    "agent": ("edgecnn.targets.agent", "serve_stdio"),
 }
 
 

@@ -98,12 +98,18 @@ def test_labels_with_no_images_are_named_in_messages_and_json() -> None:
     assert every.untested_labels == [] and every.messages() == [] and every.to_dict()["untested_labels"] == []
 
 
-def test_cli_fails_on_folders_that_hold_other_classes(tmp_path: Path, models: dict[str, Path], photos_test: Path):
-    """The issue's case through the command: every folder holds the next class's photos."""
+def _swapped(photos_test: Path, tmp_path: Path) -> Path:
+    """Class folders named after the model's labels, each holding the next class's photos."""
     source = copy_subset(photos_test, tmp_path / "source", per_class=6)
     swapped = tmp_path / "swapped"
     for i, label in enumerate(PHOTO_CLASSES):
         shutil.copytree(source / PHOTO_CLASSES[(i + 1) % len(PHOTO_CLASSES)], swapped / label)
+    return swapped
+
+
+def test_cli_fails_on_folders_that_hold_other_classes(tmp_path: Path, models: dict[str, Path], photos_test: Path):
+    """The issue's case through the command: every folder holds the next class's photos."""
+    swapped = _swapped(photos_test, tmp_path)
     result = run_cli("validate", "-r", models["keras"], "-c", models["int8"], swapped, "--json", "-q")
     assert result.exit_code == 1, result.stderr
     payload = json.loads(result.stdout)
@@ -123,3 +129,25 @@ def test_cli_names_the_labels_with_no_images(tmp_path: Path, models: dict[str, P
     assert note in result.stdout and f"edgecnn: {note}" in result.stderr
     as_json = run_cli("validate", "-r", models["keras"], "-c", models["int8"], data, "-q", "--json")
     assert json.loads(as_json.stdout)["untested_labels"] == ["eight", "five", "four", "nine", "seven", "six", "three"]
+
+
+def test_gated_convert_names_the_floor_before_any_attempt(
+    tmp_path: Path, models: dict[str, Path], photos_test: Path, photos_train: Path
+) -> None:
+    """convert --max-drop judges every attempt against the Keras model: on images it cannot classify, it stops at
+    once, says why (exit 2), and writes nothing; --min-reference-accuracy 0 lets the gate run anyway."""
+    swapped = _swapped(photos_test, tmp_path)
+    out = tmp_path / "gated.tflite"
+    args = ["convert", models["keras"], "--out", out, "--calibration", photos_train, "--calibration-size", "20",
+            "--max-drop", "1", "--data", swapped, "-q"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "classifies 0.0% of --data's 60 images, below the reference-accuracy floor of 20.0%" in result.stderr
+    assert "set --min-reference-accuracy" in result.stderr
+    assert list(tmp_path.glob("gated*")) == []
+    anyway = run_cli(*args, "--min-reference-accuracy", "0", "--json")
+    assert anyway.exit_code == 0, anyway.stderr  # both models equally wrong: no drop
+    assert json.loads(anyway.stdout)["recovery"]["attempts"][0]["passed"]
+    alone = run_cli("convert", models["keras"], "--out", out, "--calibration", photos_train,
+                    "--min-reference-accuracy", "0.5")  # fmt: skip
+    assert alone.exit_code == 2 and "--min-reference-accuracy applies to --data" in alone.stderr

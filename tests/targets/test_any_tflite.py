@@ -220,8 +220,8 @@ def test_the_pi_agent_benches_a_model_sent_without_a_sidecar(foreign_int8: Path)
     """What ``bench --target rpi --host`` sends for a model from elsewhere: the model alone; the agent times it."""
     import signal
 
-    from edgecnn.targets.rpi.agent import serve
-    from edgecnn.targets.rpi.wire import read_message, write_message
+    from edgecnn.targets.agent import serve
+    from edgecnn.targets.wire import read_message, write_message
 
     requests = io.BytesIO()
     write_message(requests, {"op": "load", "threads": 1, "open": False}, [foreign_int8.read_bytes()])
@@ -237,7 +237,10 @@ def test_the_pi_agent_benches_a_model_sent_without_a_sidecar(foreign_int8: Path)
             signal.signal(signum, handler)
     replies.seek(0)
     assert read_message(replies) is not None  # the hello
-    loaded, checked, benched = (read_message(replies) for _ in range(3))
+    loaded, checked = (read_message(replies) for _ in range(2))
+    progress = [read_message(replies) for _ in range(3)]  # one message per timed run, before the result
+    assert [p[0]["progress"] for p in progress if p is not None] == [1, 2, 3]
+    benched = read_message(replies)
     assert loaded is not None and loaded[0] == {"loaded": False, "sizes": []}
     assert checked is not None and "error" not in checked[0]
     assert "no sidecar" in next(f["message"] for f in checked[0]["findings"] if f["code"] == "model")

@@ -12,7 +12,7 @@ from edgecnn.runtime.bench import BenchResult, latency_stats, random_images
 from edgecnn.runtime.preprocess import Preprocessing
 from edgecnn.targets import TARGETS, list_targets, make_target
 from edgecnn.targets.rpi.ssh import SshHost, diagnose
-from edgecnn.targets.rpi.wire import WireError, array_bytes, bytes_array, read_message, write_message
+from edgecnn.targets.wire import WireError, array_bytes, bytes_array, read_message, write_message
 
 
 def test_registry_lists_host_and_rpi_with_availability() -> None:

@@ -23,6 +23,7 @@ from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.runtime.runtimes import check_threads, runtime_module
 from edgecnn.targets.base import Finding, Target, TargetBuild
 from edgecnn.targets.coral import edgetpu_library, open_library
+from edgecnn.targets.session import AgentRunner, child_runner
 
 _DEVICE = re.compile(r"^(usb|pci)(:\S+)?$")
 
@@ -162,6 +163,9 @@ class _EdgeTpuRunner:
 class CoralTarget(Target):
     """A Coral Edge TPU (USB Accelerator, M.2/PCIe module, Dev Board) attached to this machine.
 
+    The delegate is native code edgecnn cannot verify, so models run through it in a child process
+    (:mod:`edgecnn.targets.session`): a crash there is one error line (exit 2), never a dead pipeline.
+
     Args:
         threads: interpreter threads for the operations left on the CPU.
         device: ``usb``, ``usb:N``, ``pci`` or ``pci:N`` (None: the first Edge TPU found).
@@ -170,6 +174,8 @@ class CoralTarget(Target):
     """
 
     name = "coral"
+    isolated_by = "the Edge TPU delegate"
+    crash_hint = ", or libedgetpu does not match the edgetpu_compiler that built it"
 
     def __init__(
         self,
@@ -183,6 +189,10 @@ class CoralTarget(Target):
         self.threads = check_threads(threads)
         self.device = check_device(device)
         self.min_tpu_share = min_tpu_share
+        self.isolated = True
+
+    def child_options(self) -> dict[str, Any]:
+        return {"device": self.device} if self.device else {}
 
     @property
     def where(self) -> str:
@@ -230,10 +240,15 @@ class CoralTarget(Target):
         files = [compiled.model, compiled.model.with_suffix(".json")] + ([compiled.log] if compiled.log else [])
         return TargetBuild(self.name, compiled.model, findings, details, files)
 
-    def open(self, model: Path) -> _EdgeTpuRunner:
+    def open(self, model: Path) -> _EdgeTpuRunner | AgentRunner:
+        """A runner over a child process that runs the delegate (in this process only for :meth:`in_process`'s
+        copy)."""
+        if self.isolated:
+            return child_runner(self, model)
         return self._open(model, require_sidecar=True)
 
     def open_timed(self, model: Path) -> _EdgeTpuRunner:
+        """The delegate in this process, for any ``.tflite``: what ``bench`` times in its child process."""
         return self._open(model, require_sidecar=False)
 
     def _open(self, model: Path, *, require_sidecar: bool) -> _EdgeTpuRunner:

@@ -24,8 +24,9 @@ TFLM trusts the model file: it checks almost no offset or index, so a malformed 
 memory and die with SIGSEGV. Every model is verified first (:func:`edgecnn.model.verify.verify_model`), and the
 measurement itself runs in a child process (:mod:`edgecnn.targets.micro.probe`): it loads the model with the
 generous arena, then with the firmware's, and runs it once on zeros. A crash there (a signal) or a hang is a
-malformed model, refused in one line (exit 2), and never takes edgecnn down. Only a model that passed both is ever
-loaded in this process (:func:`load_measured`, for the micro runner).
+malformed model, refused in one line (exit 2), and never takes edgecnn down. TFLM never loads a model in edgecnn's
+own process: ``run``, ``validate`` and ``bench --target micro`` run it in a child process too
+(:mod:`edgecnn.targets.session`).
 """
 
 from __future__ import annotations
@@ -37,24 +38,23 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import edgecnn
 from edgecnn.errors import (
-    ERROR_KINDS,
     MissingDependencyError,
     ModelFormatError,
     ModelLoadError,
     TargetUnavailableError,
+    remote_error,
 )
 from edgecnn.model.flatbuffer import FIX
 from edgecnn.model.verify import verify_model
-from edgecnn.runtime.files import captured_native_stderr
+from edgecnn.runtime.files import captured_native_stderr, temporary_folder
 from edgecnn.runtime.interpreter import first_line  # a helper only: that module imports no interpreter package
+from edgecnn.targets.session import child_environment, crash_error
 
 ARENA_MARGIN_FRACTION = 0.10
 """Added to the measured arena for the firmware's copy.
@@ -78,7 +78,6 @@ PROBE_TIMEOUT_S = 120.0
 """How long the child process may take to load and run a model once: TFLM loads edgecnn's models in milliseconds,
 so a probe that takes longer is stuck on a malformed model."""
 
-_PACKAGE_ROOT = str(Path(edgecnn.__file__).resolve().parents[1])
 _FIRST_ARENA = 256 * 1024
 _MAX_ARENA = 1 << 30
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
@@ -232,11 +231,12 @@ def _loaded_generously(content: bytes, name: str) -> tuple[Any, int]:
         arena *= 4  # from a generous start, so never down where a too-small arena crashes TFLM
 
 
-def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
+def measure_arena(model: bytes | str | os.PathLike[str], *, name: str | None = None) -> ArenaMeasurement:
     """Measure the arena a ``.tflite`` model needs in TFLM, with TFLM's recording allocator, in a child process.
 
     Args:
         model: the flatbuffer's bytes, or a ``.tflite`` file.
+        name: how messages name the model (default: the file's name, or "the model" for bytes).
 
     Returns:
         What TFLM used, and the size (with :data:`ARENA_MARGIN_FRACTION`) to give the firmware.
@@ -247,32 +247,17 @@ def measure_arena(model: bytes | str | os.PathLike[str]) -> ArenaMeasurement:
         ModelFormatError: the model is not a valid TFLite model, or TFLM crashed on it or hung.
         MissingDependencyError: tflite-micro is not installed.
     """
-    content, name = _content(model)
-    return probe_arena(content, name)
+    content, default = _content(model)
+    return probe_arena(content, name or default)
 
 
-def load_measured(model: bytes | str | os.PathLike[str]) -> tuple[Any, ArenaMeasurement]:
-    """Measure the model's arena, then load it here with the size a firmware gets (``arena_bytes``, margin included).
+def load_here(content: bytes, name: str) -> tuple[Any, ArenaMeasurement]:
+    """Measure the arena in this process, then load the model with the size a firmware gets (``arena_bytes``, margin
+    included) and run it once on zeros; the loaded interpreter and the measurement.
 
-    The measurement runs in a child process (:func:`probe_arena`), which also loads the model with that arena and
-    runs it once: only a model TFLM has loaded and run there without crashing is loaded in this process.
-
-    Raises:
-        ModelFormatError: the model is not valid, or TFLM cannot load it, or crashed on it.
-        MissingDependencyError: tflite-micro is not installed.
-    """
-    content, name = _content(model)
-    measurement = probe_arena(content, name)
-    interpreter, reason = _load(content, measurement.arena_bytes)
-    if interpreter is None:
-        raise _refusal(name, reason or "unknown")
-    return interpreter, measurement
-
-
-def measure_here(content: bytes, name: str) -> ArenaMeasurement:
-    """Measure in this process, then load with the firmware's arena and run once on zeros: the child's work.
-
-    Only :mod:`edgecnn.targets.micro.probe` calls this, on verified bytes, in a process of its own.
+    Only a process of its own calls this, on verified bytes: the probe (:mod:`edgecnn.targets.micro.probe`) and
+    the child process that runs a micro target's models (:mod:`edgecnn.targets.agent`), so TFLM crashing there
+    never takes edgecnn down.
 
     Raises:
         ModelLoadError: TFLM refuses the model, at loading or running.
@@ -284,7 +269,12 @@ def measure_here(content: bytes, name: str) -> ArenaMeasurement:
     if interpreter is None:
         raise _refusal(name, reason or "unknown")
     _run_on_zeros(interpreter, content, name)
-    return measurement
+    return interpreter, measurement
+
+
+def measure_here(content: bytes, name: str) -> ArenaMeasurement:
+    """:func:`load_here`'s measurement: the probe's work."""
+    return load_here(content, name)[1]
 
 
 def _run_on_zeros(interpreter: Any, content: bytes, name: str) -> None:
@@ -312,16 +302,14 @@ def probe_arena(content: bytes, name: str) -> ArenaMeasurement:
     """
     if importlib.util.find_spec("tflite_micro") is None:
         raise _missing_tflite_micro()
-    # The child must import this very edgecnn, wherever the caller's working directory is.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory(prefix="edgecnn-probe-") as folder:
-        path = Path(folder) / "model.tflite"
+    with temporary_folder("probe-") as folder:
+        path = folder / "model.tflite"
         path.write_bytes(content)
         command = [sys.executable, "-m", "edgecnn.targets.micro.probe", str(path), name]
         try:
             # check=False: a non-zero exit or a signal is the answer here (a crashed TFLM), not an error to raise.
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False
+                command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=child_environment(), check=False
             )
         except subprocess.TimeoutExpired:
             raise ModelFormatError(
@@ -329,9 +317,7 @@ def probe_arena(content: bytes, name: str) -> ArenaMeasurement:
                 f"malformed; {FIX}"
             ) from None
     if done.returncode < 0:
-        raise ModelFormatError(
-            f"TensorFlow Lite Micro crashed on {name} (signal {-done.returncode}): the model is malformed; {FIX}"
-        )
+        raise crash_error("TensorFlow Lite Micro", name, done.returncode)
     return _probe_result(done, name)
 
 
@@ -350,5 +336,5 @@ def _probe_result(done: subprocess.CompletedProcess[str], name: str) -> ArenaMea
     if "refused" in result:
         raise _refusal(name, str(result["refused"]))
     if "error" in result:
-        raise ERROR_KINDS.get(str(result["error"]), ModelFormatError)(str(result["message"]))
+        raise remote_error(str(result["error"]), str(result["message"]))
     return ArenaMeasurement.from_used(int(result["used_bytes"]))

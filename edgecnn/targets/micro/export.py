@@ -169,7 +169,7 @@ def export_micro(
     facts = facts_of(read_flatbuffer(content), info)
     ops = sorted({op.name for op in facts.flat.operators})
     _check_runs_on_micro(model_path, facts, ops)
-    arena = measure_arena(content)
+    arena = measure_arena(content, name=Path(model_path).name)
     methods = resolver_methods(ops)
     budget = _budget(profile, len(content), arena) if profile is not None else None
 

@@ -40,9 +40,10 @@ from edgecnn.targets.facts import (
     model_facts,
     printable,
 )
-from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_measured
+from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_here
 from edgecnn.targets.micro.boards import DeviceProfile, get_profile, parse_budget_size
 from edgecnn.targets.micro.ops import missing_ops
+from edgecnn.targets.session import AgentRunner, child_runner
 
 HEADROOM_NOTE = (
     "raw headroom against the chip's RAM and flash: the firmware's own code, stack, heap and buffers are not "
@@ -81,6 +82,10 @@ class MicroRunner:
     inputs: :attr:`info` is then None and the model is fed tensor by tensor (:meth:`set_tensors`), as a
     benchmark does.
 
+    TFLM runs in the process that makes this runner: only the child process a :class:`MicroTarget` starts does
+    (:meth:`MicroTarget.open` gives a runner over that child), because TFLM can crash on a model that passed
+    edgecnn's verifier.
+
     Raises:
         ModelFormatError: the bundle is invalid (or has no sidecar, when ``require_sidecar``), or TFLM cannot load
             it.
@@ -102,8 +107,9 @@ class MicroRunner:
                 f"{model.name} cannot run in TensorFlow Lite Micro, which has no kernel for {', '.join(missing)}: "
                 "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
             )
-        # Measured, loaded and run once in a child process first: a model that crashes TFLM fails there, not here.
-        self._interpreter, self.arena = load_measured(content)
+        # Measured, loaded with the firmware's arena and run once on zeros: what crashes TFLM crashes here, in the
+        # child process this runner lives in.
+        self._interpreter, self.arena = load_here(content, model.name)
         self._inputs = len(flat.inputs)
         self.runtime = f"{tflm_runtime()} (reference kernels on the host CPU)"
         if self.info is not None:
@@ -194,6 +200,10 @@ def _percent(part: int, whole: int) -> float:
 class MicroTarget(Target):
     """A microcontroller running TensorFlow Lite Micro, emulated here by TFLM's own interpreter.
 
+    TFLM trusts the model file, so it never runs in edgecnn's process: ``check`` measures the arena in a child
+    process (:func:`~edgecnn.targets.micro.arena.measure_arena`), and :meth:`open` and ``bench`` run the model
+    in a child process (:mod:`edgecnn.targets.session`); a crash there is one error line (exit 2).
+
     Args:
         threads: TFLM runs on one core: None or 1.
         board: a board profile (``nano33ble``, ``esp32s3``, ``stm32f746g-disco``, ``pico``, ``nrf5340dk``) whose RAM
@@ -203,6 +213,7 @@ class MicroTarget(Target):
     """
 
     name = "micro"
+    isolated_by = "TensorFlow Lite Micro"
     bench_note = BENCH_NOTE
     quantize_modes = ("int8", "none")
     io_types = ("int8", "uint8", "float32")
@@ -218,6 +229,7 @@ class MicroTarget(Target):
         if threads is not None and threads != 1:
             raise UsageError(f"TensorFlow Lite Micro runs on one core: drop --threads {threads} for --target micro")
         self.threads = 1
+        self.isolated = True
         self.board = board
         self.budget = _budget(board, ram, flash)
 
@@ -260,10 +272,14 @@ class MicroTarget(Target):
         }
         return findings, details
 
-    def open(self, model: Path) -> MicroRunner:
+    def open(self, model: Path) -> MicroRunner | AgentRunner:
+        """A runner over a child process running TFLM (in this process only for :meth:`in_process`'s copy)."""
+        if self.isolated:
+            return child_runner(self, model)
         return MicroRunner(model)
 
     def open_timed(self, model: Path) -> MicroRunner:
+        """TFLM in this process, for any ``.tflite``: what ``bench`` times in its child process."""
         return MicroRunner(model, require_sidecar=False)
 
 

@@ -7,19 +7,17 @@ was sent when the connection ends, however it ends.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shlex
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edgecnn import __version__
-from edgecnn.errors import TargetUnavailableError, UsageError, remote_error
-from edgecnn.targets.rpi.wire import PROTOCOL, WireError, read_message, write_message
+from edgecnn.errors import EdgecnnError, TargetUnavailableError, UsageError
+from edgecnn.targets.session import Session
+from edgecnn.targets.wire import WireError
 
 _HOST = re.compile(
     r"(?P<user>[^@\s]+@)?"  # user@ (optional: ssh's default or ~/.ssh/config decides)
@@ -129,7 +127,7 @@ def diagnose(host: SshHost, returncode: int | None, stderr: str) -> str:
     return f"edgecnn on {dest} failed: {last}"
 
 
-class AgentSession:
+class AgentSession(Session):
     """``edgecnn agent`` running on a device, reached over SSH: send requests, get replies.
 
     Raises:
@@ -139,87 +137,25 @@ class AgentSession:
 
     def __init__(self, host: SshHost) -> None:
         self.host = host
-        argv = host.ssh_command([*host.edgecnn, "agent"])
-        # ssh's own messages, read only to explain a failure (a file, so a chatty remote never blocks on a pipe).
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
-        )
-        hello = self._receive()
-        if hello[0].get("agent") != "edgecnn":
-            self.close()
-            raise TargetUnavailableError(f"{' '.join(host.edgecnn)} on {host.destination} is not edgecnn's agent")
-        if hello[0].get("protocol") != PROTOCOL:
-            self.close()
-            raise TargetUnavailableError(
-                f"edgecnn {hello[0].get('version')} on {host.destination} speaks another protocol than edgecnn "
-                f"{__version__} here: install the same version on both (pip install edgecnn=={__version__})"
+        super().__init__(host.ssh_command([*host.edgecnn, "agent"]), prefix=f"on {host.destination}: ")
+
+    def refused(self, hello: dict[str, Any]) -> EdgecnnError:
+        if hello.get("agent") != "edgecnn":
+            return TargetUnavailableError(
+                f"{' '.join(self.host.edgecnn)} on {self.host.destination} is not edgecnn's agent"
             )
-        self.hello: dict[str, Any] = hello[0]
+        return TargetUnavailableError(
+            f"edgecnn {hello.get('version')} on {self.host.destination} speaks another protocol than edgecnn "
+            f"{__version__} here: install the same version on both (pip install edgecnn=={__version__})"
+        )
 
-    def _receive(self) -> tuple[dict[str, Any], list[bytes]]:
-        assert self._process is not None and self._process.stdout is not None
-        try:
-            message = read_message(self._process.stdout)
-        except WireError as exc:
-            # Something other than the agent wrote to stdout: typically a login script that prints in
-            # non-interactive shells. The agent is waiting for input, so end the session now.
-            self._process.kill()
-            self.close()
-            raise TargetUnavailableError(
-                f"unexpected output from {self.host.destination} ({exc}): a login script on the device prints to "
-                "stdout in non-interactive SSH sessions; make it print only in interactive shells"
-            ) from None
-        if message is None:
-            raise TargetUnavailableError(self._failure())
-        return message
+    def unexpected(self, exc: WireError) -> EdgecnnError:
+        # Something other than the agent wrote to stdout: typically a login script that prints in non-interactive
+        # shells.
+        return TargetUnavailableError(
+            f"unexpected output from {self.host.destination} ({exc}): a login script on the device prints to "
+            "stdout in non-interactive SSH sessions; make it print only in interactive shells"
+        )
 
-    def _failure(self) -> str:
-        """Why the session ended: wait for ssh to exit and read what it said."""
-        assert self._process is not None
-        try:
-            returncode = self._process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            returncode = self._process.wait()
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode(errors="replace")
-        self.close()
-        return diagnose(self.host, returncode, stderr)
-
-    def request(self, header: dict[str, Any], parts: Sequence[bytes] = ()) -> tuple[dict[str, Any], list[bytes]]:
-        """Send one request and return the reply.
-
-        Raises:
-            TargetUnavailableError: the connection broke.
-            EdgecnnError: the device refused the request (its message, prefixed with the device).
-        """
-        if self._process is None or self._process.stdin is None:
-            raise TargetUnavailableError(f"the session with {self.host.destination} is closed")
-        try:
-            write_message(self._process.stdin, header, parts)
-        except (BrokenPipeError, ConnectionError):
-            raise TargetUnavailableError(self._failure()) from None
-        reply, reply_parts = self._receive()
-        if "error" in reply:
-            # The device's error keeps its kind (a bad model is bad input there too, exit 2; a missing runtime on
-            # the device is the environment, exit 3); an agent too old to send one is taken as the environment.
-            raise remote_error(str(reply.get("kind", "")), f"on {self.host.destination}: {reply['error']}")
-        return reply, reply_parts
-
-    def close(self) -> None:
-        """End the session (the agent then deletes what it was sent) and wait for ssh to exit."""
-        process, self._process = self._process, None
-        if process is not None:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):  # the pipe is already broken: the agent is gone
-                    process.stdin.close()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-        if not self._stderr.closed:
-            self._stderr.close()
+    def diagnose(self, returncode: int | None, stderr: str) -> EdgecnnError:
+        return TargetUnavailableError(diagnose(self.host, returncode, stderr))

@@ -12,15 +12,12 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from edgecnn.errors import UsageError
-from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bench import BenchPlan, BenchResult
-from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info, sidecar_path
+from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.interpreter import TFLiteRunner
-from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.progress import ProgressFn
 from edgecnn.runtime.runtimes import check_threads, installed_runtimes
 from edgecnn.targets.base import Finding, Target
@@ -28,7 +25,7 @@ from edgecnn.targets.cpu import runtime_findings
 from edgecnn.targets.facts import model_facts
 from edgecnn.targets.rpi import PI_THREADS, pi_runtime
 from edgecnn.targets.rpi.ssh import AgentSession, SshHost
-from edgecnn.targets.rpi.wire import array_bytes, bytes_array
+from edgecnn.targets.session import AgentRunner, bench_in, send_bundle
 
 
 class RpiTarget(Target):
@@ -67,7 +64,8 @@ class RpiTarget(Target):
 
     def check(self, model: Path) -> list[Finding]:
         if self.remote is not None:
-            with closing(_start(self.remote, model, self.threads, load=False)) as session:
+            session, _ = _start(self.remote, model, self.threads, load=False)
+            with closing(session):
                 reply, _ = session.request({"op": "check", "threads": self.threads})
             return [Finding(f["severity"], f["code"], f["message"]) for f in reply["findings"]]
         runtime = pi_runtime() if installed_runtimes() else None
@@ -85,9 +83,9 @@ class RpiTarget(Target):
             )
         return findings
 
-    def open(self, model: Path) -> TFLiteRunner | RemoteRunner:
+    def open(self, model: Path) -> TFLiteRunner | AgentRunner:
         if self.remote is not None:
-            return RemoteRunner(self.remote, model, threads=self.threads)
+            return remote_runner(self.remote, model, threads=self.threads)
         return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime())
 
     def open_timed(self, model: Path) -> TFLiteRunner:
@@ -98,54 +96,21 @@ class RpiTarget(Target):
         if self.remote is None:
             return super().bench(model, plan, on_progress=on_progress)
         # Not opened at load: the agent's bench loads and times its own interpreter (any .tflite, sidecar or not).
-        with closing(_start(self.remote, model, self.threads, load=False)) as session:
-            parts = [] if plan.images is None else [array_bytes(np.asarray(plan.images, dtype=np.float32))]
-            header = {"op": "bench", "runs": plan.runs, "warmup": plan.warmup, "batch": plan.batch}
-            reply, _ = session.request(header, parts)
-        result = BenchResult.from_dict(reply["result"])
+        session, _ = _start(self.remote, model, self.threads, load=False)
+        with closing(session):
+            result = bench_in(session, plan, on_progress=on_progress)
         # The device timed it; name the model as the user knows it, and where it ran.
         return replace(result, target=self.where, model=str(model))
 
 
-def _bundle_parts(model: Path) -> list[bytes]:
-    """The model's bytes, and its sidecar's when it has one (a model from elsewhere travels alone)."""
-    # Refuse a bundle whose sidecar does not match, or a malformed model, before sending anything; send the bytes
-    # that were verified.
-    info = sidecar_info(model)
-    content = verify_model(model)
-    return [content] if info is None else [content, sidecar_path(model).read_bytes()]
-
-
-def _start(remote: SshHost, model: Path, threads: int, *, load: bool = True) -> AgentSession:
-    """An agent session that has been sent the bundle (and has loaded it, unless ``load`` is False)."""
+def _start(remote: SshHost, model: Path, threads: int, *, load: bool = True) -> tuple[AgentSession, dict[str, Any]]:
+    """An agent session that has been sent the bundle (and has loaded it, unless ``load`` is False), and its reply."""
     session = AgentSession(remote)
-    try:
-        session.request({"op": "load", "threads": threads, "open": load}, _bundle_parts(model))
-    except BaseException:
-        session.close()
-        raise
-    return session
+    return session, send_bundle(session, model, target="rpi", threads=threads, load=load)
 
 
-class RemoteRunner:
-    """A runner whose model runs on a Pi: images go over SSH as float32 arrays, scores come back.
-
-    The images are preprocessed here, with the model's own preprocessing, and quantized on the Pi by the
-    same :mod:`edgecnn.runtime.quant` code the local runner uses.
-    """
-
-    def __init__(self, remote: SshHost, model: Path, *, threads: int) -> None:
-        self.path = model
-        self.info: ModelInfo = read_tflite_info(model)
-        self._session = _start(remote, model, threads)
-        self.runtime = f"{self._session.hello.get('runtime', '?')} on {remote.destination}"
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Scores ``(N, classes)`` computed on the Pi."""
-        images = fitting_images(images, self.info.preprocessing, model=self.path.name)
-        _, parts = self._session.request({"op": "predict"}, [array_bytes(images)])
-        return bytes_array(parts[0])
-
-    def close(self) -> None:
-        """End the session; the agent removes everything it was sent."""
-        self._session.close()
+def remote_runner(remote: SshHost, model: Path, *, threads: int) -> AgentRunner:
+    """A runner whose model runs on a Pi: images go over SSH as float32 arrays, scores come back."""
+    info = read_tflite_info(model)
+    session, loaded = _start(remote, model, threads)
+    return AgentRunner(session, model, runtime=f"{loaded.get('runtime', '?')} on {remote.destination}", info=info)

@@ -7,6 +7,8 @@
  * Environment (read when a delegate is created):
  *   FAKE_EDGETPU_FAIL=create   create returns NULL, as libedgetpu does when no Edge TPU is found
  *   FAKE_EDGETPU_FAIL=prepare  the delegate's Prepare fails, as when the device fails to initialise
+ *   FAKE_EDGETPU_FAIL=crash    the delegate's Prepare dies of SIGSEGV (a write through a null pointer), as native
+ *                              code given a model it cannot handle may
  *   FAKE_EDGETPU_LOG=PATH      append "key=value" for every option received, one per line
  *
  * Built by the tests: gcc -shared -fPIC -o libedgetpu.so.1 fake_edgetpu.c
@@ -43,6 +45,14 @@ static int prepare_fails(void *context, FakeDelegate *delegate) {
     return kTfLiteError;
 }
 
+static int prepare_crashes(void *context, FakeDelegate *delegate) {
+    (void)context;
+    (void)delegate;
+    volatile int *nowhere = NULL;
+    *nowhere = 1; /* a real segmentation fault, not a simulated one */
+    return kTfLiteOk;
+}
+
 FakeDelegate *tflite_plugin_create_delegate(char **keys, char **values, size_t count,
                                             void (*report_error)(const char *)) {
     const char *log = getenv("FAKE_EDGETPU_LOG");
@@ -60,7 +70,9 @@ FakeDelegate *tflite_plugin_create_delegate(char **keys, char **values, size_t c
     }
     FakeDelegate *delegate = calloc(1, 256);
     if (delegate == NULL) return NULL;
-    delegate->Prepare = (fail != NULL && strcmp(fail, "prepare") == 0) ? prepare_fails : prepare_nothing;
+    delegate->Prepare = prepare_nothing;
+    if (fail != NULL && strcmp(fail, "prepare") == 0) delegate->Prepare = prepare_fails;
+    if (fail != NULL && strcmp(fail, "crash") == 0) delegate->Prepare = prepare_crashes;
     return delegate;
 }
 

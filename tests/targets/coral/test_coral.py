@@ -275,3 +275,27 @@ def test_convert_for_coral_refusals(
     assert refused.exit_code == 2 and "edgetpu_compiler 16.0.384591198 failed: " in refused.stderr
     assert "Model not quantized" in refused.stderr and "edgecnn check --target coral" in refused.stderr
     assert out.is_file() and not (tmp_path / "model_edgetpu.tflite").exists()
+
+
+def test_a_crashing_delegate_is_one_error_not_a_dead_process(
+    edgetpu: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, photo: Path, tmp_path: Path
+) -> None:
+    """The delegate runs in a child process: its segfault is an exit-2 line here, and this (pytest's) process lives.
+
+    A delegate that writes through a null pointer in Prepare, as native code given a model it cannot handle may.
+    """
+    monkeypatch.setenv("FAKE_EDGETPU_FAIL", "crash")
+    data = tmp_path / "data" / "three"
+    data.mkdir(parents=True)
+    shutil.copy(photo, data / photo.name)
+    model = models["int8"]
+    for command in (
+        ["run", "--target", "coral", model, photo],
+        ["bench", "--target", "coral", model, "--runs", "1"],
+        ["validate", tmp_path / "data", "-r", model, "-c", model, "--target", "coral", "-q"],
+    ):
+        result = run_cli(*command)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert "the Edge TPU delegate crashed on int8.tflite (signal 11, SIGSEGV): the model is malformed, or " \
+            "libedgetpu does not match the edgetpu_compiler that built it" in result.stderr  # fmt: skip
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -135,8 +135,8 @@ def test_int8_outputs_match_the_reference_kernels(models: dict[str, Path], image
         assert len({int(i) for i in got.argmax(axis=1)}) > 1  # a model that says something
         micro.close()
         reference.close()
-    # The raw int8 output tensor, not just its dequantized floats.
-    micro = MicroTarget().open(models["int8"])
+    # The raw int8 output tensor, not just its dequantized floats: the runner the child process uses.
+    micro = MicroTarget().in_process().open(models["int8"])
     micro.set_input(images[:1])
     micro.invoke()
     raw = micro.output()
@@ -190,7 +190,7 @@ def test_the_measured_arena_runs_the_model_and_half_of_it_does_not(
 
     exact.set_input(quantize(images[:1], info.input), 0)
     exact.invoke()
-    runner = MicroTarget().open(model)  # with the margin
+    runner = MicroTarget().in_process().open(model)  # with the margin
     runner.set_input(images[:1])
     runner.invoke()
     np.testing.assert_array_equal(exact.get_output(0), runner.output())

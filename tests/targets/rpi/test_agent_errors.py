@@ -20,8 +20,8 @@ from edgecnn.errors import (
     error_kind,
     remote_error,
 )
-from edgecnn.targets.rpi.agent import serve
-from edgecnn.targets.rpi.wire import read_message, write_message
+from edgecnn.targets.agent import serve
+from edgecnn.targets.wire import read_message, write_message
 
 
 @pytest.mark.parametrize(

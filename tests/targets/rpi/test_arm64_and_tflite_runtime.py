@@ -172,7 +172,7 @@ def jobs(
 def reference(models: dict[str, Path], subset: list[Path]) -> dict[str, np.ndarray]:
     """The same runs here on x86 with ai-edge-litert; ``images`` holds the preprocessed images; ``tflm <run>`` the
     int8 runs in TensorFlow Lite Micro's interpreter (its reference kernels)."""
-    from edgecnn.targets.micro.target import MicroRunner
+    from edgecnn.targets.micro.target import MicroTarget
 
     spec = read_tflite_info(models["int8"]).preprocessing
     images = load_images([Sample(p, -1) for p in subset], spec, strict=True).images
@@ -182,7 +182,7 @@ def reference(models: dict[str, Path], subset: list[Path]) -> dict[str, np.ndarr
         scores[name] = runner.predict(images)
         runner.close()
     for name in EXACT:
-        micro = MicroRunner(models[dict((r[0], r[1]) for r in RUNS)[name]])
+        micro = MicroTarget().open(models[dict((r[0], r[1]) for r in RUNS)[name]])
         scores[f"tflm {name}"] = micro.predict(images)
         micro.close()
     return scores

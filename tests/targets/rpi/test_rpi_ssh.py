@@ -180,10 +180,10 @@ def test_a_dropped_connection_leaves_nothing_on_the_pi(
 ) -> None:
     """The ssh client dies mid-session (a laptop closed, a cable pulled): the agent still cleans up."""
     from edgecnn.targets.rpi.ssh import SshHost
-    from edgecnn.targets.rpi.target import RemoteRunner
+    from edgecnn.targets.rpi.target import remote_runner
 
     host = SshHost.parse(sshd.host, options=sshd.ssh_options(), edgecnn=remote_edgecnn)
-    runner = RemoteRunner(host, models["int8"], threads=1)
+    runner = remote_runner(host, models["int8"], threads=1)
     assert len(_agent_folders(sshd)) == 1  # the bundle is on the "Pi" while the session lasts
     runner._session._process.kill()  # the connection drops without a goodbye
     deadline = time.monotonic() + 20  # only against a hang: the assertion is on the folders
