@@ -1,5 +1,6 @@
 """The Raspberry Pi target: on the Pi, the local runtime with Pi defaults; elsewhere, a Pi over SSH (``--host``),
-through ``edgecnn agent`` (:mod:`.agent`) and its wire protocol (:mod:`.wire`, :mod:`.ssh`)."""
+through ``edgecnn agent`` (:mod:`edgecnn.targets.agent`, :mod:`edgecnn.targets.wire`) and the SSH client
+(:mod:`.ssh`)."""
 
 from __future__ import annotations
 
