@@ -9,3 +9,10 @@ IO_TYPES = ("int8", "uint8", "float32")
 
 AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
 """``--augment``: random shifts and/or left-right flips while training."""
+
+PRESETS = {
+    "default": "the classic CNN (conv-conv-pool blocks), Adam at a constant rate: a quick start on any folder",
+    "cifar10": "MLPerf Tiny's ResNet-8 (78k weights) for 32x32 photos: SGD Nesterov with a one-cycle schedule, "
+    "label smoothing, weight decay, flips and 4-pixel shifts",
+}
+"""``--preset``: name → what it picks (the recipes live in :mod:`edgecnn.build.presets`)."""

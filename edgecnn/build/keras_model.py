@@ -82,6 +82,41 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, *, filters:
     return keras.Model(inputs, outputs, name="edgecnn_cnn")
 
 
+def build_resnet8(input_shape: tuple[int, int, int], num_classes: int, *, filters: int = 16) -> Any:
+    """MLPerf Tiny's image-classification network (ResNet-8): a stem convolution, then three residual stacks.
+
+    Stack ``k`` has ``filters * 2**k`` filters; the second and third halve the image (a strided 3x3 convolution,
+    with a strided 1x1 convolution on the shortcut so the sum's shapes match). Each stack is conv → BN → ReLU →
+    conv → BN, added to its shortcut, then ReLU. With 16 filters on 32x32x3 images and 10 classes it has 78k
+    weights (about 80 KB in int8). In TFLite the batch normalizations fold into the convolutions and each sum
+    is one ADD, which TFLite Micro, the Edge TPU and every CPU runtime run.
+
+    Args:
+        input_shape: (height, width, channels).
+        num_classes: number of output classes.
+        filters: filters of the stem and the first stack.
+    """
+    _, keras = import_keras()
+    layers = keras.layers
+
+    def conv_bn(x: Any, width: int, name: str, *, stride: int = 1, size: int = 3) -> Any:
+        x = layers.Conv2D(width, size, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        return layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.ReLU(name="stem_relu")(conv_bn(inputs, filters, "stem"))
+    for stack in range(3):
+        width, stride = filters * 2**stack, 1 if stack == 0 else 2
+        name = f"stack{stack + 1}"
+        y = layers.ReLU(name=f"{name}_relu1")(conv_bn(x, width, f"{name}_a", stride=stride))
+        y = conv_bn(y, width, f"{name}_b")
+        shortcut = x if stride == 1 else conv_bn(x, width, f"{name}_shortcut", stride=stride, size=1)
+        x = layers.ReLU(name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="edgecnn_resnet8")
+
+
 def _reason(exc: BaseException) -> str:
     """An exception's first line (or its type), for a one-line error message."""
     text = str(exc).strip()

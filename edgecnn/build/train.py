@@ -107,14 +107,25 @@ def guess_channels(samples: list[Sample], *, probe: int = 20) -> int:
     return 1 if modes and all(mode in _GRAY_MODES for mode in modes) else 3
 
 
-def _augmented_batches(keras: Any, data: LoadedImages, batch_size: int, *, seed: int, flip: bool, shift: int) -> Any:
-    """Shuffled, augmented training batches; each epoch's order and each batch's draws are seeded."""
+def _augmented_batches(
+    keras: Any,
+    data: LoadedImages,
+    batch_size: int,
+    *,
+    seed: int,
+    flip: bool,
+    shift: int,
+    classes: int | None = None,
+    epoch: int = 0,
+) -> Any:
+    """Shuffled, augmented training batches; each epoch's order and each batch's draws are seeded, so a run resumed
+    at ``epoch`` sees what an uninterrupted one would. ``classes``: labels as one-hot rows of that many classes."""
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
-            self.epoch = 0
-            self.order = np.random.default_rng([seed, 0]).permutation(len(data))
+            self.epoch = epoch
+            self.order = np.random.default_rng([seed, epoch]).permutation(len(data))
 
         def __len__(self) -> int:
             return -(-len(data) // batch_size)
@@ -122,7 +133,8 @@ def _augmented_batches(keras: Any, data: LoadedImages, batch_size: int, *, seed:
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[index * batch_size : (index + 1) * batch_size]
             rng = np.random.default_rng([seed, self.epoch, index])
-            return augment_batch(data.images[chosen], rng, flip=flip, shift=shift), data.labels[chosen]
+            labels = data.labels[chosen] if classes is None else one_hot(data.labels[chosen], classes)
+            return augment_batch(data.images[chosen], rng, flip=flip, shift=shift), labels
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
@@ -150,29 +162,43 @@ def compile_and_fit(
     epochs: int,
     validation: LoadedImages | None,
     on_epoch: EpochFn | None,
+    optimizer: Any = None,
+    label_smoothing: float = 0.0,
+    initial_epoch: int = 0,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, float]:
-    """Compile ``model`` (Adam, sparse categorical cross-entropy, accuracy) and fit it quietly; the final metrics.
+    """Compile ``model`` and fit it quietly; the final metrics.
 
     Shared by training and quantization-aware fine-tuning (``keras`` is Keras 3 or tf-keras, whichever built
-    ``model``).
+    ``model``). A model that is already compiled (resumed from a checkpoint, with its optimizer's state) is fitted
+    as it is.
 
     Args:
         keras: the Keras module that built the model.
         model: the model.
-        inputs: what ``fit`` trains on (``x`` and ``y``, batch size and shuffling, or a dataset as ``x``).
-        learning_rate: Adam's learning rate.
-        epochs: passes over the data.
+        inputs: what ``fit`` trains on (``x`` and ``y``, batch size and shuffling, or a dataset as ``x``); labels are
+            class indices, or one-hot rows when ``label_smoothing`` is above 0.
+        learning_rate: Adam's learning rate (when no ``optimizer`` is given).
+        epochs: passes over the data, in all (a resumed run counts the epochs before it).
         validation: held-out images reported after each epoch (None: none).
         on_epoch: called after each epoch with (epoch, epochs, metrics).
+        optimizer: the optimizer (None: Adam at ``learning_rate``).
+        label_smoothing: above 0, categorical cross-entropy on one-hot labels with this smoothing.
+        initial_epoch: epochs already done (a resumed run).
+        callbacks: more Keras callbacks (the checkpoint writer).
 
     Raises:
         TrainingDivergedError: the loss or a weight became NaN or infinite (training stops at the first such step).
     """
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        smoothing = label_smoothing > 0
+        model.compile(
+            optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+            if smoothing
+            else "sparse_categorical_crossentropy",
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")] if smoothing else ["accuracy"],
+        )
 
     diverged: list[str] = []  # where the loss first stopped being a number, when it did
 
@@ -200,8 +226,9 @@ def compile_and_fit(
             **inputs,
             epochs=epochs,
             verbose=0,
-            validation_data=(validation.images, validation.labels) if validation is not None else None,
-            callbacks=[_Report()],
+            initial_epoch=initial_epoch,
+            validation_data=_validation_data(validation, model, label_smoothing),
+            callbacks=[*(callbacks or []), _Report()],  # a checkpoint is written before on_epoch hears of it
         )
     # The weights too: a loss can stay finite for a step after a weight has overflowed.
     if not diverged and not all(np.isfinite(w).all() for w in model.get_weights()):
@@ -214,33 +241,54 @@ def compile_and_fit(
     return {k: round(float(v[-1]), 6) for k, v in history.history.items()}
 
 
+def _validation_data(validation: LoadedImages | None, model: Any, label_smoothing: float) -> Any:
+    """The validation images and their labels in the form the loss takes (one-hot with label smoothing)."""
+    if validation is None:
+        return None
+    if label_smoothing > 0:
+        return validation.images, one_hot(validation.labels, int(model.output_shape[-1]))
+    return validation.images, validation.labels
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Class indices as float32 one-hot rows."""
+    return np.eye(classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
 def train(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    image_size: int = 32,
+    preset: str = "default",
+    image_size: int | None = None,
     channels: int | None = None,
-    epochs: int = 20,
-    batch_size: int = 32,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     seed: int = 0,
     validation_fraction: float = 0.1,
-    learning_rate: float = 1e-3,
-    filters: int = 32,
-    augment: str = "none",
+    learning_rate: float | None = None,
+    filters: int | None = None,
+    augment: str | None = None,
     limit_per_class: int | None = None,
     strict: bool = False,
     follow_links: bool = False,
+    resume: bool = False,
     on_progress: Progress | None = None,
     on_epoch: EpochFn | None = None,
 ) -> TrainResult:
-    """Train the default CNN on an image folder and save it as ``.keras`` with edgecnn metadata.
+    """Train a classifier on an image folder with a recipe (:mod:`edgecnn.build.presets`) and save it as
+    ``.keras`` with edgecnn metadata.
 
     Runs with the same data and seed give the same weights: Python, numpy and TensorFlow are seeded and
-    TensorFlow's deterministic ops are switched on.
+    TensorFlow's deterministic ops are switched on. After each epoch the model, with its optimizer's state, is
+    saved to a checkpoint beside ``out`` (:func:`checkpoint_path`); ``resume`` continues from it after an
+    interruption, to the same final weights as an uninterrupted run. The checkpoint is removed once ``out`` is
+    written.
 
     Args:
         data: image folder ``DATA/<class>/<image>``.
         out: the ``.keras`` file to write (its folder must exist).
+        preset: the recipe (``default``, ``cifar10``); every option below that is None comes from it.
         image_size: images are resized to ``image_size`` x ``image_size``, between :data:`MIN_IMAGE_SIZE` and
             :data:`MAX_IMAGE_SIZE`.
         channels: 1 or 3; guessed from the images when None.
@@ -248,50 +296,80 @@ def train(
         batch_size: images per gradient step.
         seed: seed of the split, the initial weights and the shuffling.
         validation_fraction: share of each class held out to report validation accuracy (0 for none).
-        learning_rate: Adam's learning rate, finite and above 0.
+        learning_rate: the learning rate (the peak of a one-cycle schedule), finite and above 0.
         filters: filters in the first block (doubling per block).
         augment: training-time augmentation: none, shift, flip or flip-shift (see :mod:`edgecnn.build.augment`).
         limit_per_class: use only the first N images of each class.
         strict: fail on an unreadable image instead of skipping it.
         follow_links: follow symbolic links that lead outside ``data``.
+        resume: continue from the checkpoint of an interrupted run with the same data and recipe (from the
+            start when there is none).
         on_progress: progress of loading the images.
         on_epoch: called after each epoch.
 
     Raises:
-        DatasetError: bad data folder; UsageError: bad options (see :func:`check_training_options`) or output path;
-        TrainingDivergedError: the loss became NaN or infinite (nothing is written).
+        DatasetError: bad data folder; UsageError: bad options (see :func:`check_training_options`), an output
+        path, or a checkpoint of another recipe or data; TrainingDivergedError: the loss became NaN or infinite
+        (nothing is written).
     """
+    from edgecnn.build.presets import get_preset
+
+    recipe = get_preset(preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                        learning_rate=learning_rate, filters=filters, augment=augment)  # fmt: skip
     check_training_options(
-        image_size=image_size, epochs=epochs, batch_size=batch_size, filters=filters, learning_rate=learning_rate
+        image_size=recipe.image_size,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        filters=recipe.filters,
+        learning_rate=recipe.learning_rate,
     )
     out_path = check_output_path(out, suffixes=(".keras",))
     refuse_inputs([out_path], [data])
-    flip, shift = parse_augment(augment, image_size)
+    flip, shift = parse_augment(recipe.augment, recipe.image_size)
     folder = scan_folder(data, limit_per_class=limit_per_class, follow_links=follow_links)
     if len(folder.classes) < 2:
         raise DatasetError(f"{folder.root} has one class folder ({folder.classes[0]}): a classifier needs two or more")
-    spec = Preprocessing(height=image_size, width=image_size, channels=channels or guess_channels(folder.samples))
+    size = recipe.image_size
+    spec = Preprocessing(height=size, width=size, channels=channels or guess_channels(folder.samples))
     train_samples, val_samples = split_samples(folder.samples, validation_fraction=validation_fraction, seed=seed)
     advance = (on_progress or no_progress)("loading images", len(folder.samples))
     train_set = load_images(train_samples, spec, strict=strict, skipped=folder.skipped, on_progress=advance)
     val_set: LoadedImages | None = (
         load_images(val_samples, spec, strict=strict, on_progress=advance) if val_samples else None
     )
+    provenance = fitted_on(train_set, val_set, spec)
+    run = {"recipe": recipe.to_dict(), "seed": seed, "validation_fraction": validation_fraction,
+           "data_fingerprint": provenance["data_fingerprint"], "classes": folder.classes}  # fmt: skip
 
-    from edgecnn.build.keras_model import build_model, import_keras
+    from edgecnn.build.keras_model import import_keras
 
     tf, keras = import_keras()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(spec.shape, len(folder.classes), filters=filters)
-    if flip or shift:
-        inputs: dict[str, Any] = {
-            "x": _augmented_batches(keras, train_set, batch_size, seed=seed, flip=flip, shift=shift)
-        }
-    else:
-        inputs = {"x": train_set.images, "y": train_set.labels, "batch_size": batch_size, "shuffle": True}
+    checkpoint = checkpoint_path(out_path)
+    model, done = _resumed(checkpoint, run) if resume else (None, 0)
+    if model is None:
+        model = _new_model(recipe, spec.shape, len(folder.classes))
+    # Batches drawn from (seed, epoch, batch) rather than Keras's shuffling, so a resumed run sees the same ones.
+    classes = len(folder.classes) if recipe.label_smoothing > 0 else None
+    batches = _augmented_batches(keras, train_set, recipe.batch_size, seed=seed, flip=flip, shift=shift,
+                                 classes=classes, epoch=done)  # fmt: skip
+    # shuffle=False: Keras would also shuffle the batches' order with its own random state, which a resumed run
+    # does not share; the batches are already drawn in a seeded order.
+    inputs: dict[str, Any] = {"x": batches, "shuffle": False}
+    steps = -(-len(train_set) // recipe.batch_size)
     metrics = compile_and_fit(
-        keras, model, inputs, learning_rate=learning_rate, epochs=epochs, validation=val_set, on_epoch=on_epoch
+        keras,
+        model,
+        inputs,
+        learning_rate=recipe.learning_rate,
+        epochs=recipe.epochs,
+        validation=val_set,
+        on_epoch=on_epoch,
+        optimizer=_optimizer(keras, recipe, steps),
+        label_smoothing=recipe.label_smoothing,
+        initial_epoch=done,
+        callbacks=[_checkpointer(keras, checkpoint, run, spec, folder.classes)],
     )
     skipped = train_set.skipped + (val_set.skipped if val_set is not None else [])
     info = ModelInfo(
@@ -303,14 +381,17 @@ def train(
         quantization="keras",
         extra={
             "training": {
-                "epochs": epochs,
-                "batch_size": batch_size,
+                "preset": recipe.name,
+                "epochs": recipe.epochs,
+                "batch_size": recipe.batch_size,
                 "seed": seed,
                 "validation_fraction": validation_fraction,
-                "learning_rate": learning_rate,
-                "filters": filters,
-                "augment": augment,
-                **fitted_on(train_set, val_set, spec),
+                "learning_rate": recipe.learning_rate,
+                "filters": recipe.filters,
+                "augment": recipe.augment,
+                **({"recipe": recipe.to_dict()} if recipe.name != "default" else {}),
+                **({"resumed_at_epoch": done} if done else {}),
+                **provenance,
                 "metrics": metrics,
             },
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow"),
@@ -319,6 +400,7 @@ def train(
     with atomic_path(out_path) as tmp:
         model.save(tmp)
         embed_keras_info(tmp, info)
+    checkpoint.unlink(missing_ok=True)
     return TrainResult(
         path=out_path,
         info=info,
@@ -327,3 +409,82 @@ def train(
         num_validation=len(val_set) if val_set is not None else 0,
         skipped=skipped,
     )
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where training ``out`` keeps its checkpoint: ``OUT-stem.checkpoint.keras`` beside it."""
+    return out.with_name(f"{out.stem}.checkpoint.keras")
+
+
+def _new_model(recipe: Any, shape: tuple[int, int, int], classes: int) -> Any:
+    from edgecnn.build.keras_model import build_model, build_resnet8
+
+    if recipe.architecture == "resnet8":
+        return build_resnet8(shape, classes, filters=recipe.filters)
+    return build_model(shape, classes, filters=recipe.filters)
+
+
+def _optimizer(keras: Any, recipe: Any, steps_per_epoch: int) -> Any:
+    """The recipe's optimizer with its learning-rate schedule (steps count gradient updates)."""
+    rate: Any = recipe.learning_rate
+    if recipe.schedule == "one-cycle":
+        warmup = recipe.warmup_epochs * steps_per_epoch
+        # Warm up linearly from a tenth of the peak, then decay along a cosine to 0.1% of it: Keras's own schedule
+        # (serialized with the optimizer, so a checkpoint resumes it where it was).
+        rate = keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate / 10,
+            decay_steps=max(1, recipe.epochs * steps_per_epoch - warmup),
+            alpha=1e-3,  # of the rate decay starts from (the peak)
+            warmup_target=recipe.learning_rate,
+            warmup_steps=warmup,
+        )
+    decay = recipe.weight_decay or None
+    if recipe.optimizer == "sgd-nesterov":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    return keras.optimizers.Adam(rate, weight_decay=decay)
+
+
+def _checkpointer(keras: Any, checkpoint: Path, run: dict[str, Any], spec: Preprocessing, labels: list[str]) -> Any:
+    """A callback that saves the model, its optimizer's state and the epoch after every epoch, atomically."""
+
+    class _Checkpoint(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if self.model.stop_training:  # diverged: nothing worth resuming from
+                return
+            info = ModelInfo(labels=labels, preprocessing=spec, input_shape=[-1, *spec.shape],
+                             input=QuantParams("float32"), output=QuantParams("float32"), quantization="keras",
+                             extra={"checkpoint": {**run, "epochs_done": epoch + 1}})  # fmt: skip
+            with atomic_path(checkpoint) as tmp:
+                self.model.save(tmp)
+                embed_keras_info(tmp, info)
+
+    return _Checkpoint()
+
+
+def _resumed(checkpoint: Path, run: dict[str, Any]) -> tuple[Any, int]:
+    """(the model with its optimizer, epochs done) from ``checkpoint``; (None, 0) when there is none.
+
+    Raises:
+        UsageError: the checkpoint is of another recipe, seed or data, or unreadable.
+    """
+    from edgecnn.build.keras_model import import_keras
+    from edgecnn.runtime.bundle import read_keras_info
+
+    if not checkpoint.is_file():
+        return None, 0
+    try:
+        saved = read_keras_info(checkpoint).extra.get("checkpoint", {})
+    except EdgecnnError as exc:
+        raise UsageError(f"cannot resume from {checkpoint} ({exc}): delete it to train from the start") from None
+    differs = [key for key in run if saved.get(key) != run[key]]
+    if differs:
+        raise UsageError(
+            f"{checkpoint} is from a run with another {', '.join(differs)}: resume with the same data and options, "
+            "or delete it to train from the start"
+        )
+    _, keras = import_keras()
+    try:
+        model = keras.models.load_model(checkpoint, compile=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
+        raise UsageError(f"cannot resume from {checkpoint} ({exc}): delete it to train from the start") from None
+    return model, int(saved["epochs_done"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, QUANTIZE_MODES
+from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, PRESETS, QUANTIZE_MODES
 from edgecnn.cli import render
 from edgecnn.cli.options import (
     NUMBER,
@@ -64,20 +64,31 @@ def make_target(options: dict[str, Any], **more: Any) -> Any:
 @click.command()
 @click.argument("data", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(), help="The .keras model to write.")
-@click.option("--image-size", default=32, show_default=True, help="Resize images to N x N.")
+@click.option(
+    "--preset",
+    type=click.Choice(tuple(PRESETS)),
+    default="default",
+    show_default=True,
+    help="The recipe: " + "; ".join(f"{name}: {summary}" for name, summary in PRESETS.items()) + ".",
+)
+@click.option("--image-size", type=int, help="Resize images to N x N [preset's: 32].")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grayscale) or 3 (RGB); guessed from the images.")
-@click.option("--epochs", default=20, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--epochs", type=int, help="Passes over the images [preset's: default 20, cifar10 20].")
+@click.option("--batch-size", type=int, help="Images per step [preset's: default 32, cifar10 128].")
 @seed_option("Seed of the split, initial weights and shuffling.")
 @click.option("--validation-split", type=NUMBER, default=0.1, show_default=True, help="Share of each class held out.")
-@click.option("--learning-rate", type=NUMBER, default=1e-3, show_default=True)
-@click.option("--filters", default=32, show_default=True, help="Filters in the first block (doubling per block).")
+@click.option("--learning-rate", type=NUMBER, help="Learning rate, the peak of a one-cycle schedule [preset's].")
+@click.option("--filters", type=int, help="Filters in the first block (doubling per block) [preset's: 32, 16].")
 @click.option(
     "--augment",
     type=click.Choice(AUGMENTATIONS),
-    default="none",
-    show_default=True,
-    help="Random shifts and/or left-right flips while training (flips suit photos, not digits or text).",
+    help="Random shifts and/or left-right flips while training (flips suit photos, not digits or text) "
+    "[preset's: none, flip-shift].",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from its checkpoint (OUT-stem.checkpoint.keras, written every epoch).",
 )
 @limit_option
 @strict_option
@@ -85,11 +96,15 @@ def make_target(options: dict[str, Any], **more: Any) -> Any:
 @quiet_option
 @json_flag
 def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Train the default CNN on an image folder DATA/<class>/<image>.
+    """Train a classifier on an image folder DATA/<class>/<image> with a recipe (--preset).
+
+    Options that are not given come from the preset. The model and its optimizer are saved after every epoch to
+    OUT-stem.checkpoint.keras; --resume continues from it to the same final weights as an uninterrupted run.
 
     \b
-    Example:
+    Examples:
       edgecnn train photos/train --out model.keras --image-size 32 --epochs 20
+      edgecnn train cifar10/train --out cifar.keras --preset cifar10
     """
     from edgecnn.build.train import train as train_model
 
