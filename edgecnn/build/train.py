@@ -1,10 +1,13 @@
-"""``edgecnn train``: fit the default CNN on an image folder, seeded, and save it with its metadata."""
+"""``edgecnn train``: fit a classifier on an image folder with a recipe, seeded and checkpointed, and save it with
+its metadata."""
 
 from __future__ import annotations
 
 import math
 import os
 import sys
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from edgecnn.build.augment import augment_batch, parse_augment
-from edgecnn.errors import EXIT_VERDICT_FAILED, DatasetError, EdgecnnError, UsageError
+from edgecnn.errors import EXIT_VERDICT_FAILED, DatasetError, EdgecnnError, EdgecnnWarning, UsageError
 from edgecnn.runtime.bundle import ModelInfo, embed_keras_info
 from edgecnn.runtime.data import LoadedImages, Sample, load_images, scan_folder, split_samples
 from edgecnn.runtime.files import atomic_path, captured_native_stderr, check_output_path, refuse_inputs
@@ -72,6 +75,8 @@ class TrainResult:
         num_train: images trained on.
         num_validation: images held out for validation.
         skipped: files that could not be read.
+        history: one entry per epoch trained in this run: ``epoch``, ``seconds`` since training started (image
+            loading included) and the epoch's metrics (the learning curve).
     """
 
     path: Path
@@ -80,6 +85,7 @@ class TrainResult:
     num_train: int
     num_validation: int
     skipped: list[Any] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -92,6 +98,7 @@ class TrainResult:
             "num_validation": self.num_validation,
             "num_skipped": len(self.skipped),
             "skipped": [s.to_dict() for s in self.skipped],
+            "history": [dict(h) for h in self.history],
         }
 
 
@@ -314,6 +321,14 @@ def train(
     """
     from edgecnn.build.presets import get_preset
 
+    started = time.perf_counter()
+    history: list[dict[str, float]] = []
+
+    def record(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - started, 1), **metrics})
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, metrics)
+
     recipe = get_preset(preset, image_size=image_size, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, filters=filters, augment=augment)  # fmt: skip
     check_training_options(
@@ -358,19 +373,23 @@ def train(
     # does not share; the batches are already drawn in a seeded order.
     inputs: dict[str, Any] = {"x": batches, "shuffle": False}
     steps = -(-len(train_set) // recipe.batch_size)
-    metrics = compile_and_fit(
-        keras,
-        model,
-        inputs,
-        learning_rate=recipe.learning_rate,
-        epochs=recipe.epochs,
-        validation=val_set,
-        on_epoch=on_epoch,
-        optimizer=_optimizer(keras, recipe, steps),
-        label_smoothing=recipe.label_smoothing,
-        initial_epoch=done,
-        callbacks=[_checkpointer(keras, checkpoint, run, spec, folder.classes)],
-    )
+    try:
+        metrics = compile_and_fit(
+            keras,
+            model,
+            inputs,
+            learning_rate=recipe.learning_rate,
+            epochs=recipe.epochs,
+            validation=val_set,
+            on_epoch=record,
+            optimizer=_optimizer(keras, recipe, steps),
+            label_smoothing=recipe.label_smoothing,
+            initial_epoch=done,
+            callbacks=[_checkpointer(keras, checkpoint, run, spec, folder.classes)],
+        )
+    except TrainingDivergedError:
+        checkpoint.unlink(missing_ok=True)  # resuming would diverge the same way: nothing is left behind
+        raise
     skipped = train_set.skipped + (val_set.skipped if val_set is not None else [])
     info = ModelInfo(
         labels=folder.classes,
@@ -408,6 +427,7 @@ def train(
         num_train=len(train_set),
         num_validation=len(val_set) if val_set is not None else 0,
         skipped=skipped,
+        history=history,
     )
 
 
@@ -471,6 +491,8 @@ def _resumed(checkpoint: Path, run: dict[str, Any]) -> tuple[Any, int]:
     from edgecnn.runtime.bundle import read_keras_info
 
     if not checkpoint.is_file():
+        warnings.warn(f"--resume: no checkpoint at {checkpoint}, so training starts from the first epoch",
+                      EdgecnnWarning, stacklevel=3)  # fmt: skip
         return None, 0
     try:
         saved = read_keras_info(checkpoint).extra.get("checkpoint", {})

@@ -73,7 +73,7 @@ def make_target(options: dict[str, Any], **more: Any) -> Any:
 )
 @click.option("--image-size", type=int, help="Resize images to N x N [preset's: 32].")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grayscale) or 3 (RGB); guessed from the images.")
-@click.option("--epochs", type=int, help="Passes over the images [preset's: default 20, cifar10 20].")
+@click.option("--epochs", type=int, help="Passes over the images [preset's: default 20, cifar10 35].")
 @click.option("--batch-size", type=int, help="Images per step [preset's: default 32, cifar10 128].")
 @seed_option("Seed of the split, initial weights and shuffling.")
 @click.option("--validation-split", type=NUMBER, default=0.1, show_default=True, help="Share of each class held out.")
@@ -104,7 +104,7 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
     \b
     Examples:
       edgecnn train photos/train --out model.keras --image-size 32 --epochs 20
-      edgecnn train cifar10/train --out cifar.keras --preset cifar10
+      edgecnn train photos/train --out resnet8.keras --preset cifar10 --epochs 3
     """
     from edgecnn.build.train import train as train_model
 

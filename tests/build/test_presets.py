@@ -45,7 +45,7 @@ def _train(photos: Path, out: Path, *extra: str, **kwargs: object) -> object:
 
 def test_every_preset_is_listed_and_complete() -> None:
     assert set(PRESETS) == set(SUMMARIES) == {"default", "cifar10"}
-    assert get_preset("cifar10", epochs=7).epochs == 7 and get_preset("cifar10", epochs=None).epochs == 20
+    assert get_preset("cifar10", epochs=7).epochs == 7 and get_preset("cifar10", epochs=None).epochs == 35
     with pytest.raises(UsageError, match="unknown --preset 'imagenet': choose one of default, cifar10"):
         get_preset("imagenet")
     help_text = " ".join(run_cli("train", "--help").stdout.split())
@@ -80,6 +80,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(subset: Pat
     result = _train(subset, resumed, resume=True)
     assert not checkpoint.exists()  # removed once the model is written
     assert result.info.extra["training"]["resumed_at_epoch"] == 1  # type: ignore[attr-defined]
+    assert [h["epoch"] for h in result.history] == [2, 3]  # type: ignore[attr-defined]  # the epochs of this run
     for a, b in zip(_weights(whole), _weights(resumed)):
         np.testing.assert_array_equal(a, b)
     recipe = read_keras_info(resumed).extra["training"]["recipe"]
@@ -97,6 +98,9 @@ def test_a_checkpoint_of_another_run_is_refused(subset: Path, tmp_path: Path) ->
     result = run_cli("train", subset, "--out", out, *SMALL, "--seed", "1", "--resume", "--json")
     assert result.exit_code == 2 and "model.checkpoint.keras is from a run with another seed" in result.stderr
     assert "or delete it to train from the start" in result.stderr
+    # --resume with no checkpoint says so and starts from the first epoch.
+    other = run_cli("train", subset, "--out", tmp_path / "other.keras", *SMALL, "--epochs", "1", "--resume", "-q")
+    assert other.exit_code == 0 and "--resume: no checkpoint at " in other.stderr, other.stderr
     # Without --resume a new run starts over (and replaces the checkpoint as it goes).
     fresh = run_cli("train", subset, "--out", out, *SMALL, "--epochs", "1", "--json", "-q")
     assert fresh.exit_code == 0, fresh.stderr
