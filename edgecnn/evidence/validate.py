@@ -16,7 +16,7 @@ import numpy as np
 from edgecnn.errors import DatasetError, UsageError
 
 if TYPE_CHECKING:
-    from edgecnn.runtime.data import LoadedImages
+    from edgecnn.runtime.data import ImageStream, LoadedImages
     from edgecnn.runtime.runners import Runner
 
 # Gates compare rounded figures; this keeps 1.0 pp from failing a 1.0 pp limit through float error.
@@ -127,6 +127,10 @@ class ValidationReport:
         skipped: files left out (unreadable or not images), with reasons.
         candidate_target / candidate_runtime: where the candidate ran, and in which interpreter.
         stages: a :class:`~edgecnn.evidence.stages.StageReport` when asked for (``--stages``), else None.
+        seconds: where the time went: ``open`` (loading both models), ``scan`` (listing the images), ``decode``
+            (reading and decoding files), ``preprocess`` (resizing and scaling pixels), ``reference`` and
+            ``candidate`` (each model's inference), and ``total`` (from opening the models to the report, stages
+            included). Empty when the scores came from elsewhere.
     """
 
     labels: list[str]
@@ -143,6 +147,7 @@ class ValidationReport:
     candidate_target: str = "host"
     candidate_runtime: str = ""
     stages: Any = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy_drop_pp(self) -> float:
@@ -195,6 +200,7 @@ class ValidationReport:
             "candidate_confusion": self.candidate_confusion,
             "skipped": [s.to_dict() for s in self.skipped],
             **({"stages": self.stages.to_dict()} if self.stages is not None else {}),
+            **({"seconds": {k: round(v, 4) for k, v in self.seconds.items()}} if self.seconds else {}),
         }
 
 
@@ -243,7 +249,7 @@ def check_gates(
 
 def compare(
     labels: list[str],
-    images: LoadedImages,
+    images: LoadedImages | ImageStream,
     reference_scores: np.ndarray,
     candidate_scores: np.ndarray,
     *,

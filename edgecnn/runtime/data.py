@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,6 +259,100 @@ def scan_folder(
     )
 
 
+class ImageStream:
+    """The images of a list of files, decoded and preprocessed a batch at a time: never all in memory at once.
+
+    Iterating yields ``(images, labels)`` batches: float32 ``(n, height, width, channels)`` and int64 ``(n,)``.
+    The first pass reads every sample; unreadable files are skipped and listed in :attr:`skipped` (or, with
+    ``strict``, stop it with :class:`~edgecnn.errors.DatasetError`). After it, :attr:`labels` and :attr:`paths`
+    describe the images that were read, in order, and a further pass (validation's stages) reads exactly those
+    files again.
+
+    Args:
+        samples: the files to read, with their labels.
+        spec: the model's preprocessing.
+        batch_size: images per batch.
+        strict: fail on the first unreadable file instead of skipping it.
+        skipped: files already left out while scanning; reported with the unreadable ones.
+        on_progress: called after each file of the first pass.
+
+    Attributes:
+        seconds: seconds spent so far reading and decoding files (``"decode"``) and preprocessing their pixels
+            (``"preprocess"``), over every pass.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        spec: Preprocessing,
+        *,
+        batch_size: int = 64,
+        strict: bool = False,
+        skipped: Sequence[Skipped] = (),
+        on_progress: ProgressFn | None = None,
+    ) -> None:
+        if strict and skipped:
+            first = skipped[0]
+            raise DatasetError(f"{first.path}: {first.reason} (remove it, or drop --strict to skip it)")
+        self._samples = list(samples)
+        self._spec = spec
+        self._batch_size = max(1, batch_size)
+        self._strict = strict
+        self._on_progress = on_progress
+        self._read: list[Sample] | None = None  # known after the first pass
+        self.skipped: list[Skipped] = list(skipped)
+        self.seconds: dict[str, float] = {"decode": 0.0, "preprocess": 0.0}
+
+    def __len__(self) -> int:
+        """Images read (after the first pass), or files to read (before it)."""
+        return len(self._read if self._read is not None else self._samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 class index of each image read (complete once the first pass has ended)."""
+        return np.asarray([sample.label for sample in self._read or ()], dtype=np.int64)
+
+    @property
+    def paths(self) -> list[Path]:
+        """The file of each image read (complete once the first pass has ended)."""
+        return [sample.path for sample in self._read or ()]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        first = self._read is None
+        samples = self._samples if first else list(self._read or ())
+        read: list[Sample] = []
+        arrays: list[np.ndarray] = []
+        labels: list[int] = []
+        for sample in samples:
+            try:
+                arrays.append(load_image(sample.path, self._spec, seconds=self.seconds))
+            except ImageReadError as exc:
+                if not first:
+                    raise DatasetError(
+                        f"{sample.path} was read a moment ago and now cannot be ({exc}): do not change the image "
+                        "folder while edgecnn reads it"
+                    ) from None
+                if self._strict:
+                    raise DatasetError(
+                        f"{sample.path} is not a readable image ({exc}): remove or replace it, or drop --strict"
+                    ) from None
+                self.skipped.append(Skipped(sample.path, f"unreadable image: {exc}"))
+            else:
+                read.append(sample)
+                labels.append(sample.label)
+            if first and self._on_progress is not None:
+                self._on_progress(1)
+            if len(arrays) == self._batch_size:
+                yield np.stack(arrays), np.asarray(labels, dtype=np.int64)
+                arrays, labels = [], []
+        if first and not read:
+            raise DatasetError(f"none of the {len(samples)} image files could be read: check the folder")
+        if arrays:
+            yield np.stack(arrays), np.asarray(labels, dtype=np.int64)
+        if first:
+            self._read = read
+
+
 def load_images(
     samples: Sequence[Sample],
     spec: Preprocessing,
@@ -267,7 +361,7 @@ def load_images(
     skipped: Sequence[Skipped] = (),
     on_progress: ProgressFn | None = None,
 ) -> LoadedImages:
-    """Decode and preprocess ``samples`` with ``spec``.
+    """Decode and preprocess ``samples`` with ``spec``, all into one array (see :class:`ImageStream` to stream).
 
     Args:
         samples: the files to read, with their labels.
@@ -280,34 +374,39 @@ def load_images(
         DatasetError: with ``strict``, a file could not be read (or a non-image file was found); also when
             no image at all could be read.
     """
-    if strict and skipped:
-        first = skipped[0]
-        raise DatasetError(f"{first.path}: {first.reason} (remove it, or drop --strict to skip it)")
-    arrays: list[np.ndarray] = []
-    labels: list[int] = []
-    paths: list[Path] = []
-    left_out = list(skipped)
-    for sample in samples:
-        try:
-            arrays.append(load_image(sample.path, spec))
-        except ImageReadError as exc:
-            if strict:
-                raise DatasetError(
-                    f"{sample.path} is not a readable image ({exc}): remove or replace it, or drop --strict"
-                ) from None
-            left_out.append(Skipped(sample.path, f"unreadable image: {exc}"))
-        else:
-            labels.append(sample.label)
-            paths.append(sample.path)
-        if on_progress is not None:
-            on_progress(1)
-    if not arrays:
-        raise DatasetError(f"none of the {len(samples)} image files could be read: check the folder")
+    stream = ImageStream(samples, spec, batch_size=256, strict=strict, skipped=skipped, on_progress=on_progress)
+    batches = [images for images, _ in stream]
     return LoadedImages(
-        images=np.stack(arrays).astype(np.float32, copy=False),
-        labels=np.asarray(labels, dtype=np.int64),
-        paths=paths,
-        skipped=left_out,
+        images=np.concatenate(batches).astype(np.float32, copy=False),
+        labels=stream.labels,
+        paths=stream.paths,
+        skipped=stream.skipped,
+    )
+
+
+def stream_labelled(
+    root: str | os.PathLike[str],
+    labels: Sequence[str],
+    spec: Preprocessing,
+    *,
+    batch_size: int = 64,
+    limit_per_class: int | None = None,
+    strict: bool = False,
+    on_progress: Progress | None = None,
+    progress_label: str = "reading images",
+    follow_links: bool = False,
+) -> ImageStream:
+    """Scan a labelled folder whose classes are (a subset of) a model's ``labels``; its images, as a stream.
+
+    Scanning happens now (a bad folder fails here); decoding happens as the stream is iterated, and the progress
+    shown as ``progress_label`` advances with each file read. Files that are not images are skipped and listed,
+    as are unreadable images unless ``strict``; links leaving ``root`` are followed only with ``follow_links``
+    (see :func:`scan_folder`).
+    """
+    folder = scan_folder(root, limit_per_class=limit_per_class, labels=labels, follow_links=follow_links)
+    advance = (on_progress or no_progress)(progress_label, len(folder.samples))
+    return ImageStream(
+        folder.samples, spec, batch_size=batch_size, strict=strict, skipped=folder.skipped, on_progress=advance
     )
 
 

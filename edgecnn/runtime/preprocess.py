@@ -11,6 +11,7 @@ import json
 import os
 import re
 import stat
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
@@ -193,12 +194,20 @@ def scale_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike[str], spec: Preprocessing, *, seconds: dict[str, float] | None = None
+) -> np.ndarray:
     """Read an image file and preprocess it (see :func:`to_array`).
 
     Only a regular file is opened for reading: a FIFO named ``x.png`` would block forever, and a device could
     stream without end. Warnings raised while decoding (Pillow's decompression-bomb warning, corrupt EXIF data,
     NumPy's) come back as one :class:`~edgecnn.errors.EdgecnnWarning` each, naming the file.
+
+    Args:
+        path: the image file.
+        spec: the model's preprocessing.
+        seconds: when given, the time spent reading and decoding the file is added to its ``"decode"`` entry and
+            the time spent preprocessing the pixels to ``"preprocess"`` (where validation's time goes).
 
     Raises:
         ImageReadError: the file is not a regular file, not an image Pillow can decode, truncated or corrupt, has
@@ -208,10 +217,15 @@ def load_image(path: str | os.PathLike[str], spec: Preprocessing) -> np.ndarray:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            start = time.perf_counter()
             with _open_regular(path) as file, Image.open(file) as image:
                 size = image.size
                 image.load()  # decode now: a truncated file fails here, not later
+                decoded = time.perf_counter()
                 array = to_array(image, spec)
+            if seconds is not None:
+                seconds["decode"] = seconds.get("decode", 0.0) + decoded - start
+                seconds["preprocess"] = seconds.get("preprocess", 0.0) + time.perf_counter() - decoded
         except Image.DecompressionBombError as exc:
             raise ImageReadError(_bomb_reason(str(exc))) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

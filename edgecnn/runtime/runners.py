@@ -6,6 +6,8 @@ becomes a Keras runner on the build side. Code that scores images takes a :class
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -46,3 +48,35 @@ def predict_all(
     if not outputs:
         return np.zeros((0, len(runner.info.labels)), dtype=np.float32)
     return np.concatenate(outputs)
+
+
+def score_stream(
+    runners: Mapping[str, Runner],
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Scores of every runner on a stream of ``(images, labels)`` batches, in one pass.
+
+    Each batch goes to every runner in turn and is then dropped, so memory holds one batch of images (and the
+    scores) whatever the number of images.
+
+    Args:
+        runners: name → model.
+        batches: the images, a batch at a time (e.g. an :class:`~edgecnn.runtime.data.ImageStream`).
+        seconds: when given, each runner's time in ``predict`` is added to its name's entry.
+
+    Returns:
+        name → float32 scores ``(N, classes)``.
+    """
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in runners}
+    for images, _ in batches:
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            outputs[name].append(np.asarray(runner.predict(images), dtype=np.float32))
+            if seconds is not None:
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+    return {
+        name: np.concatenate(chunks) if chunks else np.zeros((0, len(runners[name].info.labels)), dtype=np.float32)
+        for name, chunks in outputs.items()
+    }
