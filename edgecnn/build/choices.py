@@ -16,3 +16,7 @@ PRESETS = {
     "label smoothing, weight decay, flips and 4-pixel shifts",
 }
 """``--preset``: name → what it picks (the recipes live in :mod:`edgecnn.build.presets`)."""
+
+STRATEGIES = ("none", "mirrored", "multi-worker")
+"""``--strategy``: one device (Keras's ``fit``), every local GPU (or logical CPU device), or a ``TF_CONFIG``
+cluster of machines (:mod:`edgecnn.build.distribute`)."""

@@ -86,7 +86,8 @@ def build_resnet8(input_shape: tuple[int, int, int], num_classes: int, *, filter
     """MLPerf Tiny's image-classification network (ResNet-8): a stem convolution, then three residual stacks.
 
     Stack ``k`` has ``filters * 2**k`` filters; the second and third halve the image (a strided 3x3 convolution,
-    with a strided 1x1 convolution on the shortcut so the sum's shapes match). Each stack is conv → BN → ReLU →
+    with a strided 1x1 convolution on the shortcut so the sum's shapes match, written as a subsampling 1x1 max pool
+    and a 1x1 convolution). Each stack is conv → BN → ReLU →
     conv → BN, added to its shortcut, then ReLU. With 16 filters on 32x32x3 images and 10 classes it has 78k
     weights (about 80 KB in int8). In TFLite the batch normalizations fold into the convolutions and each sum
     is one ADD, which TFLite Micro, the Edge TPU and every CPU runtime run.
@@ -110,7 +111,17 @@ def build_resnet8(input_shape: tuple[int, int, int], num_classes: int, *, filter
         name = f"stack{stack + 1}"
         y = layers.ReLU(name=f"{name}_relu1")(conv_bn(x, width, f"{name}_a", stride=stride))
         y = conv_bn(y, width, f"{name}_b")
-        shortcut = x if stride == 1 else conv_bn(x, width, f"{name}_shortcut", stride=stride, size=1)
+        # The shortcut's strided 1x1 convolution, written as a 1x1 max pool with that stride (which keeps every
+        # other pixel, as the convolution's stride does) followed by a 1x1 convolution: the same function, but
+        # TensorFlow 2.21's oneDNN CPU kernels abort the process when they train a strided 1x1 convolution over
+        # fewer than 16 channels on a batch of odd size (--filters 8 and an odd last batch).
+        shortcut = (
+            x
+            if stride == 1
+            else conv_bn(
+                layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x), width, f"{name}_shortcut", size=1
+            )
+        )
         x = layers.ReLU(name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)

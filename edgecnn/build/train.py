@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from edgecnn.build.augment import augment_batch, parse_augment
+from edgecnn.build.distribute import Distribution, check_strategy, fit_distributed, start_distribution
 from edgecnn.errors import EXIT_VERDICT_FAILED, DatasetError, EdgecnnError, EdgecnnWarning, UsageError
 from edgecnn.runtime.bundle import ModelInfo, embed_keras_info
 from edgecnn.runtime.data import LoadedImages, Sample, load_images, scan_folder, split_samples
@@ -77,6 +78,7 @@ class TrainResult:
         skipped: files that could not be read.
         history: one entry per epoch trained in this run: ``epoch``, ``seconds`` since training started (image
             loading included) and the epoch's metrics (the learning curve).
+        written: False on a ``multi-worker`` worker other than the chief, which trains in step but writes nothing.
     """
 
     path: Path
@@ -86,11 +88,12 @@ class TrainResult:
     num_validation: int
     skipped: list[Any] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    written: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
-            "model": str(self.path),
+            "model": str(self.path) if self.written else None,
             "labels": self.info.labels,
             "preprocessing": self.info.preprocessing.to_dict(),
             "metrics": self.metrics,
@@ -197,15 +200,7 @@ def compile_and_fit(
     Raises:
         TrainingDivergedError: the loss or a weight became NaN or infinite (training stops at the first such step).
     """
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        smoothing = label_smoothing > 0
-        model.compile(
-            optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-            if smoothing
-            else "sparse_categorical_crossentropy",
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")] if smoothing else ["accuracy"],
-        )
+    compile_once(keras, model, optimizer=optimizer, learning_rate=learning_rate, label_smoothing=label_smoothing)
 
     diverged: list[str] = []  # where the loss first stopped being a number, when it did
 
@@ -241,11 +236,37 @@ def compile_and_fit(
     if not diverged and not all(np.isfinite(w).all() for w in model.get_weights()):
         diverged.append("after the last epoch, in the weights")
     if diverged:
-        raise TrainingDivergedError(
-            f"training diverged ({diverged[0]}): no model written; lower --learning-rate "
-            f"(it was {learning_rate:g}) or check the images"
-        )
+        raise diverged_error(diverged[0], learning_rate)
     return {k: round(float(v[-1]), 6) for k, v in history.history.items()}
+
+
+def compile_once(keras: Any, model: Any, *, optimizer: Any, learning_rate: float, label_smoothing: float) -> None:
+    """Compile ``model`` with edgecnn's loss and metrics, unless it already is (resumed with its optimizer's state).
+
+    Args:
+        keras: the Keras module that built the model.
+        model: the model.
+        optimizer: the optimizer (None: Adam at ``learning_rate``).
+        learning_rate: Adam's learning rate (when no ``optimizer`` is given).
+        label_smoothing: above 0, categorical cross-entropy on one-hot labels with this smoothing.
+    """
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        smoothing = label_smoothing > 0
+        model.compile(
+            optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+            if smoothing
+            else "sparse_categorical_crossentropy",
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")] if smoothing else ["accuracy"],
+        )
+
+
+def diverged_error(where: str, learning_rate: float) -> TrainingDivergedError:
+    """The error for a loss that stopped being a number at ``where``."""
+    return TrainingDivergedError(
+        f"training diverged ({where}): no model written; lower --learning-rate (it was {learning_rate:g}) "
+        "or check the images"
+    )
 
 
 def _validation_data(validation: LoadedImages | None, model: Any, label_smoothing: float) -> Any:
@@ -280,6 +301,7 @@ def train(
     strict: bool = False,
     follow_links: bool = False,
     resume: bool = False,
+    strategy: str = "none",
     on_progress: Progress | None = None,
     on_epoch: EpochFn | None = None,
 ) -> TrainResult:
@@ -290,7 +312,7 @@ def train(
     TensorFlow's deterministic ops are switched on. After each epoch the model, with its optimizer's state, is
     saved to a checkpoint beside ``out`` (:func:`checkpoint_path`); ``resume`` continues from it after an
     interruption, to the same final weights as an uninterrupted run. The checkpoint is removed once ``out`` is
-    written.
+    written. ``strategy`` trains on several devices or machines (:mod:`edgecnn.build.distribute`).
 
     Args:
         data: image folder ``DATA/<class>/<image>``.
@@ -311,13 +333,16 @@ def train(
         follow_links: follow symbolic links that lead outside ``data``.
         resume: continue from the checkpoint of an interrupted run with the same data and recipe (from the
             start when there is none).
+        strategy: ``none`` (one device), ``mirrored`` (every local GPU, else every logical CPU device) or
+            ``multi-worker`` (the machines of ``TF_CONFIG``; only the chief writes ``out`` and the checkpoint).
         on_progress: progress of loading the images.
         on_epoch: called after each epoch.
 
     Raises:
         DatasetError: bad data folder; UsageError: bad options (see :func:`check_training_options`), an output
-        path, or a checkpoint of another recipe or data; TrainingDivergedError: the loss became NaN or infinite
-        (nothing is written).
+        path, a bad ``TF_CONFIG``, or a checkpoint of another recipe or data; TrainingDivergedError: the loss became
+        NaN or infinite (nothing is written); EnvironmentProblem: a ``multi-worker`` peer did not start or stopped
+        answering.
     """
     from edgecnn.build.presets import get_preset
 
@@ -338,6 +363,7 @@ def train(
         filters=recipe.filters,
         learning_rate=recipe.learning_rate,
     )
+    cluster = check_strategy(strategy, resume=resume)
     out_path = check_output_path(out, suffixes=(".keras",))
     refuse_inputs([out_path], [data])
     flip, shift = parse_augment(recipe.augment, recipe.image_size)
@@ -359,12 +385,14 @@ def train(
     from edgecnn.build.keras_model import import_keras
 
     tf, keras = import_keras()
+    distribution = start_distribution(tf, strategy, cluster)  # before any variable exists, as multi-worker needs
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     checkpoint = checkpoint_path(out_path)
-    model, done = _resumed(checkpoint, run) if resume else (None, 0)
-    if model is None:
-        model = _new_model(recipe, spec.shape, len(folder.classes))
+    with distribution.scope():  # the model and its optimizer's variables get a copy on every replica
+        model, done = _resumed(checkpoint, run) if resume else (None, 0)
+        if model is None:
+            model = _new_model(recipe, spec.shape, len(folder.classes))
     # Batches drawn from (seed, epoch, batch) rather than Keras's shuffling, so a resumed run sees the same ones.
     classes = len(folder.classes) if recipe.label_smoothing > 0 else None
     batches = _augmented_batches(keras, train_set, recipe.batch_size, seed=seed, flip=flip, shift=shift,
@@ -372,23 +400,31 @@ def train(
     # shuffle=False: Keras would also shuffle the batches' order with its own random state, which a resumed run
     # does not share; the batches are already drawn in a seeded order.
     inputs: dict[str, Any] = {"x": batches, "shuffle": False}
-    steps = -(-len(train_set) // recipe.batch_size)
+    steps = distribution.steps_per_epoch(len(train_set), recipe.batch_size)
+    # Only the chief writes: the other workers of a cluster hold the same weights.
+    callbacks = [_checkpointer(keras, checkpoint, run, spec, folder.classes)] if distribution.is_chief else []
     try:
-        metrics = compile_and_fit(
-            keras,
-            model,
-            inputs,
-            learning_rate=recipe.learning_rate,
-            epochs=recipe.epochs,
-            validation=val_set,
-            on_epoch=record,
-            optimizer=_optimizer(keras, recipe, steps),
-            label_smoothing=recipe.label_smoothing,
-            initial_epoch=done,
-            callbacks=[_checkpointer(keras, checkpoint, run, spec, folder.classes)],
-        )
+        if distribution.strategy is None:
+            metrics = compile_and_fit(
+                keras,
+                model,
+                inputs,
+                learning_rate=recipe.learning_rate,
+                epochs=recipe.epochs,
+                validation=val_set,
+                on_epoch=record,
+                optimizer=_optimizer(keras, recipe, steps),
+                label_smoothing=recipe.label_smoothing,
+                initial_epoch=done,
+                callbacks=callbacks,
+            )
+        else:
+            metrics = _fit_distributed(tf, keras, model, distribution, batches, recipe=recipe, steps=steps,
+                                       validation=val_set, initial_epoch=done, on_epoch=record,
+                                       callbacks=callbacks)  # fmt: skip
     except TrainingDivergedError:
-        checkpoint.unlink(missing_ok=True)  # resuming would diverge the same way: nothing is left behind
+        if distribution.is_chief:
+            checkpoint.unlink(missing_ok=True)  # resuming would diverge the same way: nothing is left behind
         raise
     skipped = train_set.skipped + (val_set.skipped if val_set is not None else [])
     info = ModelInfo(
@@ -410,16 +446,18 @@ def train(
                 "augment": recipe.augment,
                 **({"recipe": recipe.to_dict()} if recipe.name != "default" else {}),
                 **({"resumed_at_epoch": done} if done else {}),
+                **distribution.metadata(),
                 **provenance,
                 "metrics": metrics,
             },
             "tools": tool_versions("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow"),
         },
     )
-    with atomic_path(out_path) as tmp:
-        model.save(tmp)
-        embed_keras_info(tmp, info)
-    checkpoint.unlink(missing_ok=True)
+    if distribution.is_chief:
+        with atomic_path(out_path) as tmp:
+            model.save(tmp)
+            embed_keras_info(tmp, info)
+        checkpoint.unlink(missing_ok=True)
     return TrainResult(
         path=out_path,
         info=info,
@@ -428,7 +466,52 @@ def train(
         num_validation=len(val_set) if val_set is not None else 0,
         skipped=skipped,
         history=history,
+        written=distribution.is_chief,
     )
+
+
+def _fit_distributed(
+    tf: Any,
+    keras: Any,
+    model: Any,
+    distribution: Distribution,
+    batches: Any,
+    *,
+    recipe: Any,
+    steps: int,
+    validation: LoadedImages | None,
+    initial_epoch: int,
+    on_epoch: EpochFn,
+    callbacks: list[Any],
+) -> dict[str, float]:
+    """Train under ``distribution`` with :func:`~edgecnn.build.distribute.fit_distributed`; the final metrics.
+
+    Raises:
+        TrainingDivergedError: the loss or a weight became NaN or infinite.
+    """
+    with distribution.scope():
+        optimizer = _optimizer(keras, recipe, steps)
+        compile_once(keras, model, optimizer=optimizer, learning_rate=recipe.learning_rate,
+                     label_smoothing=recipe.label_smoothing)  # fmt: skip
+        if not model.optimizer.built:  # its variables are made here, not inside a replica's step
+            model.optimizer.build(model.trainable_variables)
+    outcome = fit_distributed(
+        tf,
+        keras,
+        model,
+        distribution,
+        batches,
+        label_smoothing=recipe.label_smoothing,
+        epochs=recipe.epochs,
+        initial_epoch=initial_epoch,
+        validation=_validation_data(validation, model, recipe.label_smoothing),
+        batch_size=recipe.batch_size,
+        on_epoch=on_epoch,
+        callbacks=callbacks,
+    )
+    if outcome.diverged is not None:
+        raise diverged_error(outcome.diverged, recipe.learning_rate)
+    return outcome.metrics
 
 
 def checkpoint_path(out: Path) -> Path:

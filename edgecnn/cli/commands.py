@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, PRESETS, QUANTIZE_MODES
+from edgecnn.build.choices import AUGMENTATIONS, IO_TYPES, PRESETS, QUANTIZE_MODES, STRATEGIES
 from edgecnn.cli import render
 from edgecnn.cli.options import (
     NUMBER,
@@ -90,6 +90,15 @@ def make_target(options: dict[str, Any], **more: Any) -> Any:
     is_flag=True,
     help="Continue an interrupted run from its checkpoint (OUT-stem.checkpoint.keras, written every epoch).",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="none",
+    show_default=True,
+    help="none: one device; mirrored: every local GPU (else every logical CPU device); multi-worker: the "
+    "machines of the TF_CONFIG environment variable, one edgecnn train each, the chief (worker 0) writing OUT. "
+    "--batch-size stays the global batch.",
+)
 @limit_option
 @strict_option
 @follow_links_option
@@ -105,6 +114,7 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
     Examples:
       edgecnn train photos/train --out model.keras --image-size 32 --epochs 20
       edgecnn train photos/train --out resnet8.keras --preset cifar10 --epochs 3
+      edgecnn train photos/train --out resnet8.keras --preset cifar10 --strategy mirrored
     """
     from edgecnn.build.train import train as train_model
 
@@ -112,7 +122,7 @@ def train(data: str, out: str, channels: str | None, quiet: bool, as_json: bool,
     result = train_model(
         data, out, channels=int(channels) if channels else None, **progress_callbacks(quiet), **options
     )
-    finish(result, as_json=as_json, text=render.training)
+    finish(result, as_json=as_json, text=render.training if result.written else render.trained_in_step)
 
 
 @click.command()

@@ -43,6 +43,12 @@ def skipped_lines(skipped: Sequence[Skipped], *, show: int = 5) -> list[str]:
     return lines
 
 
+def trained_in_step(result: TrainResult) -> str:
+    """Summary of ``edgecnn train --strategy multi-worker`` on a worker other than the chief: trained, wrote nothing."""
+    accuracy = result.metrics.get("accuracy", 0.0)
+    return f"trained in step with the chief, which writes the model (final accuracy {accuracy:.1%}); nothing written"
+
+
 def training(result: TrainResult) -> str:
     """Summary of ``edgecnn train``."""
     m = result.metrics
