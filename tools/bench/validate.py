@@ -249,7 +249,7 @@ def render(result: dict[str, Any]) -> str:
         f"{fmt_pct(accuracy['validate_candidate'])} on the same images "
         f"({accuracy['max_difference_images']} image(s) apart at most).",
         "- Time split: busy seconds per stage. validate's come from its `--json` (`open`: loading both models; "
-        "decoding may overlap inference on a background thread, so stages need not add up to the total); the loops' "
+        "the stages run one after another on one thread, so they add up to at most the total); the loops' "
         "`start-up, models` is their imports and model loading, the rest their loop. "
         + (
             "Inference (Keras + int8) is validate's largest per-image stage."
