@@ -245,11 +245,19 @@ def write_json_atomically(path: Path, data: Any) -> None:
         with os.fdopen(handle, "w") as file:
             json.dump(data, file, indent=2, sort_keys=False)
             file.write("\n")
+        _readable(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _readable(path: str) -> None:
+    """Give a file from ``mkstemp`` (mode 0600) the mode a plain ``open`` would: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -258,6 +266,7 @@ def write_text_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
+        _readable(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
