@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.files import atomic_path
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DEFAULT_CIFAR = REPO.parent / "shared" / "datasets" / "cifar10"
@@ -238,40 +240,15 @@ def section_meta(context: Context, started: float, load_start: tuple[float, floa
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file in the same folder, renamed over ``path`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2, sort_keys=False)
-            file.write("\n")
-        _readable(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _readable(path: str) -> None:
-    """Give a file from ``mkstemp`` (mode 0600) the mode a plain ``open`` would: 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    """Write JSON (indented, for people reading the diff) atomically: see :func:`write_text_atomically`."""
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Replace a text file through a temporary file in the same folder."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        _readable(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    """Replace a text file through edgecnn's ``atomic_path``: a temporary in the same folder, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
 
 
 def marker_pattern(name: str) -> re.Pattern[str]:
