@@ -167,3 +167,11 @@ def tflite_from_keras(model: Any) -> bytes:
     fixed = keras.Input(batch_shape=(1, *model.input_shape[1:]), name="pixels")
     static = keras.Model(fixed, model(fixed), name="outside_batch1")
     return bytes(tf.lite.TFLiteConverter.from_keras_model(static).convert())
+
+
+def keras_weights(path: Path) -> list[Any]:
+    """The weights of a saved ``.keras`` model, in layer order (to compare two trainings bit for bit)."""
+    from edgecnn.build.keras_model import import_keras
+
+    _, keras = import_keras()
+    return keras.models.load_model(path, compile=False).get_weights()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import copy_subset, run_cli
+from helpers import copy_subset, keras_weights, run_cli
 
 from edgecnn.build.distribute import Distribution, read_cluster
 from edgecnn.errors import UsageError
@@ -40,15 +40,8 @@ def subset(tmp_path_factory: pytest.TempPathFactory, photos_train: Path) -> Path
     return copy_subset(photos_train, tmp_path_factory.mktemp("train"), per_class=10)
 
 
-def _weights(path: Path) -> list[np.ndarray]:
-    from edgecnn.build.keras_model import import_keras
-
-    _, keras = import_keras()
-    return keras.models.load_model(path, compile=False).get_weights()
-
-
 def _assert_same_weights(a: Path, b: Path) -> None:
-    for x, y in zip(_weights(a), _weights(b), strict=True):
+    for x, y in zip(keras_weights(a), keras_weights(b), strict=True):
         np.testing.assert_array_equal(x, y)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_subset, run_cli
+from helpers import copy_subset, keras_weights, run_cli
 
 from edgecnn.build.choices import PRESETS as SUMMARIES
 from edgecnn.build.presets import PRESETS, get_preset
@@ -26,13 +26,6 @@ class Interrupted(Exception):
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory: pytest.TempPathFactory, photos_train: Path) -> Path:
     return copy_subset(photos_train, tmp_path_factory.mktemp("train"), per_class=20)
-
-
-def _weights(path: Path) -> list[np.ndarray]:
-    from edgecnn.build.keras_model import import_keras
-
-    _, keras = import_keras()
-    return keras.models.load_model(path, compile=False).get_weights()
 
 
 def _train(photos: Path, out: Path, *extra: str, **kwargs: object) -> object:
@@ -81,7 +74,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(subset: Pat
     assert not checkpoint.exists()  # removed once the model is written
     assert result.info.extra["training"]["resumed_at_epoch"] == 1  # type: ignore[attr-defined]
     assert [h["epoch"] for h in result.history] == [2, 3]  # type: ignore[attr-defined]  # the epochs of this run
-    for a, b in zip(_weights(whole), _weights(resumed)):
+    for a, b in zip(keras_weights(whole), keras_weights(resumed)):
         np.testing.assert_array_equal(a, b)
     recipe = read_keras_info(resumed).extra["training"]["recipe"]
     assert recipe["architecture"] == "resnet8" and recipe["schedule"] == "one-cycle"
