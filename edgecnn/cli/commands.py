@@ -494,19 +494,29 @@ def export() -> None:
 @click.option("--out", "-o", required=True, type=click.Path(), help="Folder for the C++ files (created if missing).")
 @click.option("--name", help="Prefix of the files and C symbols [the model file's stem].")
 @click.option("--board", metavar="NAME", help="Check the model against this board's RAM and flash.")
+@click.option(
+    "--firmware", is_flag=True, help="Also write a firmware project (Makefile, main.cc) for the host and Cortex-M."
+)
 @json_flag
-def export_micro(model: str, out: str, name: str | None, board: str | None, as_json: bool) -> None:
+def export_micro(model: str, out: str, name: str | None, board: str | None, firmware: bool, as_json: bool) -> None:
     """Write MODEL (an int8 .tflite bundle) as C++ for TensorFlow Lite Micro: the model as an aligned byte array,
     an op resolver with exactly its operations, and its settings (I/O shape and quantization, labels,
     preprocessing, the tensor arena size measured in the TFLite Micro interpreter plus a margin).
+
+    With --firmware, also a make project that builds it with TensorFlow Lite Micro for this machine or a
+    Cortex-M board (TFLM's sources from --tflm-dir of make, see targets/micro/README.md).
 
     Exit 1 when --board is given and the model does not fit the board.
 
     \b
     Example:
       edgecnn export micro model_int8.tflite --out firmware/model --name model --board nano33ble
+      edgecnn export micro model_int8.tflite --out fw --firmware && make -C fw TFLM_DIR=~/tflm
     """
-    from edgecnn.targets.micro.export import export_micro as write_export
+    if firmware:
+        from edgecnn.targets.micro.firmware.project import export_project as write_export
+    else:
+        from edgecnn.targets.micro.export import export_micro as write_export
 
     result = write_export(model, out, name=name, board=board)
     finish(result, as_json=as_json, text=render.micro_export)

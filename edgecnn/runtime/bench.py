@@ -64,6 +64,9 @@ class BenchResult:
         input_tensors: for a model without a sidecar, each input tensor as fed: name, dtype, shape, and the range
             its random values were drawn from (:meth:`RandomFill.to_dict`); empty when the sidecar's preprocessing
             made the inputs.
+        instructions: on an emulated microcontroller, instructions per inference by kernel set (``per_inference``:
+            ``reference`` and ``cmsis-nn``, each with min/p50/max/mean and its firmware's sizes), their ratio
+            (``reference_over_cmsis_nn``) and how they were counted (``note``); None elsewhere.
     """
 
     target: str
@@ -80,6 +83,7 @@ class BenchResult:
     machine: dict[str, Any] = field(default_factory=dict)
     skipped: list[Any] = field(default_factory=list)
     input_tensors: list[dict[str, Any]] = field(default_factory=list)
+    instructions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (keys documented in the README)."""
@@ -99,6 +103,7 @@ class BenchResult:
             "machine": dict(self.machine),
             "num_skipped": len(self.skipped),
             "skipped": [s.to_dict() for s in self.skipped],
+            "instructions": self.instructions,
         }
 
     @classmethod

@@ -19,7 +19,7 @@ from edgecnn.runtime.bundle import ModelInfo, check_model_file, read_tflite_info
 from edgecnn.runtime.files import captured_native_stderr
 from edgecnn.runtime.preprocess import fitting_images
 from edgecnn.runtime.quant import QuantParams, dequantize, quantize
-from edgecnn.runtime.runtimes import check_threads, runtime_module
+from edgecnn.runtime.runtimes import check_kernels, check_threads, runtime_label, runtime_module
 
 
 def load_interpreter(
@@ -36,8 +36,8 @@ def load_interpreter(
     Args:
         model_path: the ``.tflite`` model.
         num_threads: CPU threads for the kernels (runtime default when None).
-        reference_kernels: use TFLite's reference kernels (bit-identical to TensorFlow Lite Micro) instead of
-            the optimized ones and XNNPACK.
+        reference_kernels: use TFLite's reference kernels (TensorFlow Lite Micro's code: see
+            :data:`~edgecnn.runtime.runtimes.KERNELS`) instead of the optimized ones and XNNPACK.
         xnnpack: apply the XNNPACK delegate (the runtimes' default); False keeps TFLite's optimized builtin
             kernels only.
         runtime: force one of :data:`~edgecnn.runtime.runtimes.RUNTIMES`.
@@ -119,16 +119,25 @@ class TFLiteRunner:
     Args:
         model_path: the ``.tflite`` model; its sidecar supplies labels and preprocessing.
         num_threads: CPU threads.
-        reference_kernels: use TFLite's reference kernels (what TensorFlow Lite Micro computes).
+        kernels: the kernel set, one of :data:`~edgecnn.runtime.runtimes.KERNELS` (None: ``default``): what the
+            ``--kernels`` of host and rpi choose, named in :attr:`runtime` unless it is the default.
+        reference_kernels: use TFLite's reference kernels (what TensorFlow Lite Micro computes): the same as
+            ``kernels="reference"``.
         xnnpack: apply the XNNPACK delegate (False: TFLite's builtin kernels only).
         max_batch: largest batch handed to the interpreter at once.
         runtime: force one interpreter package.
         delegates: delegates to apply (see :func:`load_interpreter`).
         require_sidecar: refuse a model without a sidecar (what classifying images needs).
 
+    Attributes:
+        runtime: the interpreter package, and the kernel set when not the default (``ai-edge-litert (reference
+            kernels)``): what reports say ran the model.
+        kernels: the kernel set's name.
+
     Raises:
         ModelFormatError: the model is not a TFLite model, or does not match its sidecar (or has none, when
             ``require_sidecar``).
+        UsageError: an unknown kernel set.
     """
 
     def __init__(
@@ -136,6 +145,7 @@ class TFLiteRunner:
         model_path: str | os.PathLike[str],
         *,
         num_threads: int | None = None,
+        kernels: str | None = None,
         reference_kernels: bool = False,
         xnnpack: bool = True,
         max_batch: int = 64,
@@ -145,11 +155,13 @@ class TFLiteRunner:
     ) -> None:
         self.path = Path(model_path)
         self.info: ModelInfo | None = read_tflite_info(self.path) if require_sidecar else sidecar_info(self.path)
-        self.runtime, _ = runtime_module(runtime)
+        self.kernels = "reference" if reference_kernels else check_kernels(kernels)
+        name, _ = runtime_module(runtime)
+        self.runtime = runtime_label(name, self.kernels)
         self._interpreter = load_interpreter(
             self.path,
             num_threads=num_threads,
-            reference_kernels=reference_kernels,
+            reference_kernels=self.kernels == "reference",
             xnnpack=xnnpack,
             runtime=runtime,
             delegates=delegates,

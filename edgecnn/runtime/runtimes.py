@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -37,6 +38,41 @@ def check_threads(threads: int | None) -> int | None:
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise UsageError(f"--threads must be between 1 and {MAX_THREADS}, not {threads}")
     return threads
+
+
+KERNELS = {"default": "XNNPACK", "reference": "TFLite's reference kernels"}
+"""The kernel sets of the TFLite interpreters (``--kernels`` of host and rpi): name → what it is. ``default`` is what
+the runtimes run by default (XNNPACK, with TFLite's optimized kernels for what XNNPACK does not take);
+``reference`` is TFLite's reference kernels (``OpResolverType.BUILTIN_REF``), the code TensorFlow Lite Micro runs."""
+
+
+def check_kernels(kernels: str | None, *, target: str | None = None, choices: Mapping[str, str] = KERNELS) -> str:
+    """A ``--kernels`` value, checked: the name of one of ``choices`` (None: the first, the default).
+
+    Args:
+        kernels: the name given, or None.
+        target: the target the value was given for, named in the error.
+        choices: the kernel sets that ``target`` runs, name → what it is.
+
+    Raises:
+        UsageError: a name not among ``choices``; the one line names them.
+    """
+    if kernels is None:
+        return next(iter(choices))
+    if kernels not in choices:
+        plain = kernels.isprintable() and kernels.split() == [kernels]  # a word: shown as given, else quoted
+        shown = kernels if plain else repr(kernels)
+        where = f"--target {target}" if target else "the TFLite interpreters"
+        names = [f"{name} ({what})" for name, what in choices.items()]
+        give = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise UsageError(f"--kernels {shown} is not a kernel set of {where}: give {give}")
+    return kernels
+
+
+def runtime_label(runtime: str, kernels: str) -> str:
+    """How reports name an interpreter package running a kernel set: ``ai-edge-litert`` for the default kernels,
+    ``ai-edge-litert (reference kernels)`` for TFLite's reference kernels."""
+    return runtime if kernels == "default" else f"{runtime} ({kernels} kernels)"
 
 
 def installed_runtimes(candidates: tuple[str, ...] = RUNTIMES) -> list[str]:

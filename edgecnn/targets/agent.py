@@ -3,9 +3,11 @@ process on this machine for targets whose native code must not share edgecnn's p
 
 It reads requests on stdin and answers on stdout (see :mod:`edgecnn.targets.wire`), running the bundle it was sent
 with a target's own in-process runner (:meth:`~edgecnn.targets.base.Target.in_process`). The ``load`` request
-names the target and its options (a Pi's agent gets ``rpi``, the default, from clients that do not say). Everything
-it receives lives in one temporary folder that is removed when the session ends: end of input, a broken connection
-(SIGHUP), SIGTERM or an error; a child killed by a signal leaves it to the next run's clean-up of stale temporaries.
+names the target and its options (a Pi's agent gets ``rpi``, the default, from clients that do not say); the hello
+lists the CPU kernel sets it knows (``kernels``, rpi's ``--kernels``), so a client never asks an older agent for one
+it lacks. Everything it receives lives in one temporary folder that is removed when the session ends: end of input,
+a broken connection (SIGHUP), SIGTERM or an error; a child killed by a signal leaves it to the next run's clean-up of
+stale temporaries.
 
 Besides its reply, a request may be answered by progress messages first (``{"progress": N}``, N timed runs
 done), and a reply carries the warnings the work raised (``"warnings": [...]``), so the caller shows both.
@@ -31,6 +33,7 @@ from edgecnn.runtime.bench import BenchPlan
 from edgecnn.runtime.bundle import sidecar_path
 from edgecnn.runtime.files import temporary_folder
 from edgecnn.runtime.machine import machine_summary
+from edgecnn.runtime.runtimes import KERNELS
 from edgecnn.targets.wire import PROTOCOL, array_bytes, bytes_array, read_message, write_message
 
 MODEL_NAME = "model.tflite"
@@ -152,6 +155,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                     "protocol": PROTOCOL,
                     "version": __version__,
                     "runtime": _runtime_name(),
+                    "kernels": list(KERNELS),
                     "machine": machine_summary(),
                 },
             )

@@ -26,8 +26,11 @@ def _model_finding(facts: ModelFacts, graph: ModelGraph) -> Finding:
     return Finding("info", "model", f"{graph.size_bytes:,} bytes, {facts.summary}")
 
 
-def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, batch_note: str = "") -> list[Finding]:
-    """Findings every CPU runtime target shares: the model, the graph, and whether the runtime loads it.
+def runtime_findings(
+    model: Path, *, runtime: str | None, threads: int | None, kernels: str | None = None, batch_note: str = ""
+) -> list[Finding]:
+    """Findings every CPU runtime target shares: the model, the graph, and whether the runtime loads it (with
+    ``kernels``, a :data:`~edgecnn.runtime.runtimes.KERNELS` name; None: the default ones).
 
     Raises:
         ModelFormatError: the file is not a TFLite model, or has an invalid sidecar (bad input, not a finding).
@@ -59,15 +62,16 @@ def runtime_findings(model: Path, *, runtime: str | None, threads: int | None, b
                     "convert does)" + batch_note,
                 )
             )
-    findings.append(load_finding(model, runtime=runtime, threads=threads))
+    findings.append(load_finding(model, runtime=runtime, threads=threads, kernels=kernels))
     return findings
 
 
-def load_finding(model: Path, *, runtime: str | None, threads: int | None) -> Finding:
-    """Whether the interpreter loads the model (its own verifier and kernels' checks): an ``error`` finding naming
-    why not, else ``info`` naming the runtime. Every target that runs in LiteRT (a delegate included) shares it."""
+def load_finding(model: Path, *, runtime: str | None, threads: int | None, kernels: str | None = None) -> Finding:
+    """Whether the interpreter loads the model (its own verifier and kernels' checks) with ``kernels``: an ``error``
+    finding naming why not, else ``info`` naming the runtime (and the kernels, when not the default ones). Every
+    target that runs in LiteRT (a delegate included) shares it."""
     try:
-        runner = TFLiteRunner(model, num_threads=threads, runtime=runtime, require_sidecar=False)
+        runner = TFLiteRunner(model, num_threads=threads, runtime=runtime, kernels=kernels, require_sidecar=False)
     except ModelLoadError as exc:
         custom = re.search(r"unresolved custom op: ([\w.-]+?)\.?$", exc.reason, flags=re.IGNORECASE)
         if custom and custom.group(1) == EDGETPU_CUSTOM_OP:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.errors import ModelFormatError
+from edgecnn.errors import ModelFormatError, UsageError
 from edgecnn.runtime.bundle import ModelInfo, check_model_file, has_edgecnn_metadata, sidecar_path, write_tflite
 from edgecnn.runtime.hints import InputHints
 
@@ -70,6 +70,12 @@ def open_model(
             "or run it here without --target"
         )
     if is_keras_model(path):
+        kernels = getattr(target, "kernels", "default")
+        if kernels != "default":
+            raise UsageError(
+                f"--kernels {kernels} chooses a .tflite interpreter's kernels, and {path} is a Keras model: run its "
+                ".tflite (edgecnn convert makes one), or leave --kernels out"
+            )
         return open_keras(path, hints=hints or InputHints(), fallback=fallback, trust=trust)
     model = check_model_file(path, suffixes=(".tflite",))
     from edgecnn.runtime.describe import tflite_info

@@ -174,8 +174,8 @@ def validate_models(
             reference_scores=scores["reference"],
             hints=hints,
             fallback=candidate_info,
-            # The candidate's default-kernel stage is the run above only when it ran here.
-            candidate_scores=scores["candidate"] if target is None or target.name == "host" else None,
+            # The candidate's default-kernel stage is the run above only when it ran here, with the default kernels.
+            candidate_scores=scores["candidate"] if _here_with_default_kernels(target) else None,
             trust=trust,
             on_progress=on_progress,
         )
@@ -183,6 +183,11 @@ def validate_models(
     seconds["total"] = time.perf_counter() - started
     report.seconds = seconds
     return report
+
+
+def _here_with_default_kernels(target: Target | None) -> bool:
+    """Whether the candidate ran in this process's interpreter with its default kernels (no ``--kernels``)."""
+    return target is None or (target.name == "host" and getattr(target, "kernels", "default") == "default")
 
 
 def run_stages(

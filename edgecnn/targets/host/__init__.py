@@ -6,7 +6,7 @@ from edgecnn.runtime.runtimes import installed_runtimes
 from edgecnn.targets import Availability
 
 SUMMARY = "this machine's CPU (XNNPACK, threads, batching)"
-OPTIONS: tuple[str, ...] = ()
+OPTIONS = ("kernels",)
 TARGET = "edgecnn.targets.host.target:HostTarget"
 
 

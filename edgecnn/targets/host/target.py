@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.runtime.interpreter import TFLiteRunner
-from edgecnn.runtime.runtimes import check_threads
+from edgecnn.runtime.runtimes import check_kernels, check_threads
 from edgecnn.targets.base import Finding, Target
 from edgecnn.targets.cpu import runtime_findings
 
@@ -15,18 +15,24 @@ class HostTarget(Target):
 
     Args:
         threads: interpreter threads (None: the runtime's default).
+        kernels: ``default`` (XNNPACK) or ``reference`` (TFLite's reference kernels, what TensorFlow Lite Micro
+            computes); None is ``default`` (:data:`~edgecnn.runtime.runtimes.KERNELS`).
+
+    Raises:
+        UsageError: a thread count out of range, or an unknown kernel set.
     """
 
     name = "host"
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int | None = None, kernels: str | None = None) -> None:
         self.threads = check_threads(threads)
+        self.kernels = check_kernels(kernels, target=self.name)
 
     def check(self, model: Path) -> list[Finding]:
-        return runtime_findings(model, runtime=None, threads=self.threads)
+        return runtime_findings(model, runtime=None, threads=self.threads, kernels=self.kernels)
 
     def open(self, model: Path) -> TFLiteRunner:
-        return TFLiteRunner(model, num_threads=self.threads)
+        return TFLiteRunner(model, num_threads=self.threads, kernels=self.kernels)
 
     def open_timed(self, model: Path) -> TFLiteRunner:
-        return TFLiteRunner(model, num_threads=self.threads, require_sidecar=False)
+        return TFLiteRunner(model, num_threads=self.threads, kernels=self.kernels, require_sidecar=False)

@@ -9,7 +9,7 @@ from importlib import metadata
 from edgecnn.targets import Availability
 
 SUMMARY = "a microcontroller: TFLite Micro's reference kernels run here, RAM/flash budgets per board (--board)"
-OPTIONS = ("board", "ram", "flash")
+OPTIONS = ("board", "ram", "flash", "kernels", "tflm_dir")
 RENAMED = {"device": "board"}
 """Options that had another name: a board was ``--device`` before ``--device`` came to mean an Edge TPU."""
 TARGET = "edgecnn.targets.micro.target:MicroTarget"

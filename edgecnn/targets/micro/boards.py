@@ -32,6 +32,10 @@ class DeviceProfile:
         flash_bytes: flash the model's bytes can be stored in (the firmware's code shares it).
         notes: what the numbers leave out (other cores, external RAM, the module variant).
         source: where the numbers come from.
+        cpu: the Arm core firmware is built for (``cortex-m4f``...), as the firmware Makefile names it; None for
+            a core edgecnn builds no firmware for (the ESP32-S3's Xtensa).
+        emulator: the ``qemu-system-arm -M`` machine that runs this board's firmware, or None: a board with one
+            runs, validates and benchmarks the built firmware; the others are built only to measure its size.
     """
 
     name: str
@@ -40,6 +44,8 @@ class DeviceProfile:
     flash_bytes: int
     notes: str
     source: str
+    cpu: str | None = None
+    emulator: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -50,6 +56,8 @@ class DeviceProfile:
             "flash_bytes": self.flash_bytes,
             "notes": self.notes,
             "source": self.source,
+            "cpu": self.cpu,
+            "emulator": self.emulator,
         }
 
 
@@ -63,6 +71,7 @@ PROFILES: dict[str, DeviceProfile] = {
             flash_bytes=1 * MIB,
             notes="the nRF52840's RAM and flash; the Arduino Mbed OS core and its BLE stack use part of both",
             source="Arduino Nano 33 BLE Sense datasheet/tech specs (docs.arduino.cc): 1 MB flash + 256 KB RAM",
+            cpu="cortex-m4f",
         ),
         DeviceProfile(
             name="esp32s3",
@@ -92,6 +101,7 @@ PROFILES: dict[str, DeviceProfile] = {
                 "ST STM32F746NG product page/datasheet: 1 MB flash, 320 KB SRAM (+16 KB ITCM, +4 KB backup; "
                 "340 KB RAM in all, as ST's STM32F746G-DISCO page counts it)"
             ),
+            cpu="cortex-m7",
         ),
         DeviceProfile(
             name="pico",
@@ -103,6 +113,7 @@ PROFILES: dict[str, DeviceProfile] = {
                 "Raspberry Pi Pico product brief (datasheets.raspberrypi.com/pico/pico-product-brief.pdf): "
                 "264KB on-chip SRAM; 2MB on-board QSPI flash"
             ),
+            cpu="cortex-m0plus",
         ),
         DeviceProfile(
             name="nrf5340dk",
@@ -116,10 +127,40 @@ PROFILES: dict[str, DeviceProfile] = {
             source=(
                 "Nordic nRF5340 product specification; Zephyr nrf5340_cpuapp_qkaa.dtsi (flash0 1024 KB, sram0 512 KB)"
             ),
+            cpu="cortex-m33",
+        ),
+        DeviceProfile(
+            name="mps2-an386",
+            title="Arm MPS2+ AN386 (Cortex-M4F, 25 MHz), as qemu-system-arm emulates it",
+            ram_bytes=4 * MIB,
+            flash_bytes=4 * MIB,
+            notes=(
+                "an FPGA prototyping board: its 4 MB ZBT SRAMs stand in for flash (code at 0x0) and RAM (0x20000000); "
+                "qemu runs the firmware instruction by instruction and models no timing"
+            ),
+            source="Arm Application Note AN386; qemu's hw/arm/mps2.c (machine mps2-an386)",
+            cpu="cortex-m4f",
+            emulator="mps2-an386",
+        ),
+        DeviceProfile(
+            name="mps2-an500",
+            title="Arm MPS2+ AN500 (Cortex-M7, 25 MHz), as qemu-system-arm emulates it",
+            ram_bytes=4 * MIB,
+            flash_bytes=4 * MIB,
+            notes=(
+                "an FPGA prototyping board: its 4 MB ZBT SRAMs stand in for flash (code at 0x0) and RAM (0x20000000); "
+                "qemu runs the firmware instruction by instruction and models no timing (nor the M7's caches)"
+            ),
+            source="Arm Application Note AN500; qemu's hw/arm/mps2.c (machine mps2-an500)",
+            cpu="cortex-m7",
+            emulator="mps2-an500",
         ),
     )
 }
 """Known boards by ``--board`` name."""
+
+EMULATED_BOARDS = tuple(name for name, profile in PROFILES.items() if profile.emulator is not None)
+"""The boards whose firmware edgecnn runs under qemu-system-arm."""
 
 
 def get_profile(name: str) -> DeviceProfile:

@@ -183,6 +183,7 @@ def export_micro(
         f"{symbol}_model_data.cc": render_model_data_source(symbol, content, header),
         f"{symbol}_op_resolver.h": render_op_resolver(symbol, ops, methods, header),
         f"{symbol}_model_settings.h": settings,
+        "edgecnn_model.h": render_model_header(symbol, header, image=info is not None),
     }
     files = []
     for filename, text in sources.items():
@@ -382,6 +383,54 @@ def c_float(value: float) -> str:
 
 def _guard(name: str, what: str) -> str:
     return f"EDGECNN_{name}_{what}_H_"
+
+
+def render_model_header(name: str, provenance: str, *, image: bool) -> str:
+    """``edgecnn_model.h``: the exported model under fixed names, for ``main.cc`` and edgecnn's firmware harness.
+
+    Firmware sources written once (the example ``main.cc``, the harness) include this header rather than
+    ``NAME_...`` headers, so they build against whatever ``--name`` produced. It names the model exported last
+    into the folder. ``image``: the model has a sidecar, so its image preprocessing and labels are known and get
+    names too (``EDGECNN_MODEL_HAS_IMAGE``); a model without one gets only what running it needs.
+    """
+    lines = [
+        provenance,
+        "#ifndef EDGECNN_MODEL_H_",
+        "#define EDGECNN_MODEL_H_",
+        "",
+        f"// The model {name}, under the names firmware written for any export uses (main.cc, edgecnn's harness).",
+        "// Each export into this folder rewrites it to name the model exported last.",
+        f'#include "{name}_model_data.h"',
+        f'#include "{name}_model_settings.h"',
+        f'#include "{name}_op_resolver.h"',
+        "",
+    ]
+    if image:
+        lines += ["#define EDGECNN_MODEL_HAS_IMAGE 1", ""]
+    lines += [
+        "namespace edgecnn_model {",
+        "",
+        f"inline const unsigned char* const kData = {name}_model_data;",
+        f"constexpr int kTensorArenaSize = k{name}TensorArenaSize;",
+        f"using OpResolver = {name}_OpResolver;",
+        f"inline TfLiteStatus RegisterOps(OpResolver& resolver) {{ return {name}_RegisterOps(resolver); }}",
+    ]
+    if image:
+        lines += [""]
+        lines += [f"using {kind}Type = {name}_{kind}Type;" for kind in ("Input", "Output")]
+        constants = [
+            *("InputChannels", "InputChannelsFirst", "InputElements", "InputQuantized", "InputScale"),
+            *("InputZeroPoint", "OutputElements", "OutputQuantized", "OutputScale", "OutputZeroPoint"),
+            *("NumClasses", "ImageHeight", "ImageWidth", "ImageChannels", "ImageBgr"),
+        ]
+        lines += [f"constexpr auto k{c} = k{name}{c};" for c in constants]
+        lines += [
+            f"constexpr const float* kMean = k{name}Mean;",
+            f"constexpr const float* kStd = k{name}Std;",
+            f"constexpr const char* const* kLabels = {name}_labels;",
+        ]
+    lines += ["", "}  // namespace edgecnn_model", "", "#endif  // EDGECNN_MODEL_H_", ""]
+    return "\n".join(lines)
 
 
 def render_model_data_header(name: str, provenance: str) -> str:

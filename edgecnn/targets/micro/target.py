@@ -20,12 +20,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn.errors import ModelFormatError, ModelLoadError, TargetUnavailableError, UsageError
-from edgecnn.model.flatbuffer import read_flatbuffer
+from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
 from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import ModelInfo, read_tflite_info, sidecar_info
 from edgecnn.runtime.preprocess import fitting_images
@@ -45,9 +45,17 @@ from edgecnn.targets.micro.boards import DeviceProfile, get_profile, parse_budge
 from edgecnn.targets.micro.ops import missing_ops
 from edgecnn.targets.session import AgentRunner, child_runner
 
+if TYPE_CHECKING:
+    from edgecnn.runtime.bench import BenchPlan, BenchResult
+    from edgecnn.runtime.progress import ProgressFn
+    from edgecnn.targets.micro.firmware.runner import FirmwareRunner, MeasuredFirmware
+
 HEADROOM_NOTE = (
     "raw headroom against the chip's RAM and flash: the firmware's own code, stack, heap and buffers are not "
     "subtracted (give --ram/--flash what your firmware leaves free for a tighter verdict)"
+)
+MEASURED_NOTE = (
+    "the linked firmware's own sections (edgecnn's harness, TFLM, newlib): a board's SDK, RTOS and drivers come on top"
 )
 BENCH_NOTE = (
     "times are TFLM's reference kernels on this machine's CPU, not the microcontroller's: use them to compare "
@@ -74,6 +82,23 @@ class Budget:
     profile: DeviceProfile | None = None
 
 
+def refuse_for_micro(model: Path, flat: FlatModel, info: ModelInfo | None) -> None:
+    """Refuse, with its own message, what the flatbuffer shows TFLM cannot run, before TFLM's terser refusal.
+
+    Raises:
+        ModelFormatError: float16 or hybrid weights, I/O a bundle cannot have, or operations TFLM has no kernel for.
+    """
+    errors = [f for f in _format_findings(facts_of(flat, info)) if f.severity == "error"]
+    missing = missing_ops(op.name for op in flat.operators)
+    if errors:
+        raise ModelFormatError(f"{model.name} cannot run in TensorFlow Lite Micro: {errors[0].message}")
+    if missing:
+        raise ModelFormatError(
+            f"{model.name} cannot run in TensorFlow Lite Micro, which has no kernel for {', '.join(missing)}: "
+            "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
+        )
+
+
 class MicroRunner:
     """A model in the TFLM interpreter with the arena a firmware would give it: float images in, scores out.
 
@@ -97,16 +122,7 @@ class MicroRunner:
         self.info: ModelInfo | None = read_tflite_info(model) if require_sidecar else sidecar_info(model)
         content = verify_model(model)  # the bytes TFLM gets: checked before any native code reads them
         flat = read_flatbuffer(content)
-        # What the flatbuffer shows TFLM cannot run gets its own message, before TFLM's terser refusal.
-        errors = [f for f in _format_findings(facts_of(flat, self.info)) if f.severity == "error"]
-        missing = missing_ops(op.name for op in flat.operators)
-        if errors:
-            raise ModelFormatError(f"{model.name} cannot run in TensorFlow Lite Micro: {errors[0].message}")
-        if missing:
-            raise ModelFormatError(
-                f"{model.name} cannot run in TensorFlow Lite Micro, which has no kernel for {', '.join(missing)}: "
-                "rebuild the model from layers TFLM runs, or register a custom kernel in the firmware"
-            )
+        refuse_for_micro(model, flat, self.info)
         # Measured, loaded with the firmware's arena and run once on zeros: what crashes TFLM crashes here, in the
         # child process this runner lives in.
         self._interpreter, self.arena = load_here(content, model.name)
@@ -198,18 +214,25 @@ def _percent(part: int, whole: int) -> float:
 
 
 class MicroTarget(Target):
-    """A microcontroller running TensorFlow Lite Micro, emulated here by TFLM's own interpreter.
+    """A microcontroller running TensorFlow Lite Micro: TFLM's own interpreter here, or the model's firmware on an
+    emulated Cortex-M board.
 
     TFLM trusts the model file, so it never runs in edgecnn's process: ``check`` measures the arena in a child
     process (:func:`~edgecnn.targets.micro.arena.measure_arena`), and :meth:`open` and ``bench`` run the model
-    in a child process (:mod:`edgecnn.targets.session`); a crash there is one error line (exit 2).
+    in a child process (:mod:`edgecnn.targets.session`); a crash there is one error line (exit 2). On an emulated
+    board (``mps2-an386``, ``mps2-an500``) the model runs as firmware built with TFLM (:mod:`.firmware`) under
+    qemu-system-arm, itself a process of its own, and ``bench`` counts instructions per inference.
 
     Args:
         threads: TFLM runs on one core: None or 1.
-        board: a board profile (``nano33ble``, ``esp32s3``, ``stm32f746g-disco``, ``pico``, ``nrf5340dk``) whose RAM
-            and flash ``check`` measures the model against.
+        board: a board profile (``nano33ble``, ``esp32s3``, ``stm32f746g-disco``, ``pico``, ``nrf5340dk``,
+            ``mps2-an386``, ``mps2-an500``) whose RAM and flash ``check`` measures the model against; an emulated
+            one also runs the model as firmware.
         ram: RAM for the arena, in bytes (or a size such as ``256K``); overrides the profile's.
         flash: flash for the model, in bytes (or ``1M``); overrides the profile's.
+        kernels: ``reference`` (TFLM's, the default) or ``cmsis-nn`` (Arm's; firmware on an emulated board only).
+        tflm_dir: TFLM's source trees for building firmware (None: ``$EDGECNN_TFLM_DIR``; without either, ``check``
+            reports estimates only and an emulated board is unavailable).
     """
 
     name = "micro"
@@ -225,17 +248,32 @@ class MicroTarget(Target):
         board: str | None = None,
         ram: int | str | None = None,
         flash: int | str | None = None,
+        kernels: str | None = None,
+        tflm_dir: str | None = None,
     ) -> None:
+        from edgecnn.targets.micro.firmware.build import check_kernels
+
         if threads is not None and threads != 1:
             raise UsageError(f"TensorFlow Lite Micro runs on one core: drop --threads {threads} for --target micro")
         self.threads = 1
         self.isolated = True
         self.board = board
         self.budget = _budget(board, ram, flash)
+        profile = self.budget.profile if self.budget is not None else None
+        self.emulated = profile is not None and profile.emulator is not None
+        self.kernels = check_kernels(kernels or "reference", board or "host")
+        if self.kernels != "reference" and not self.emulated:
+            raise UsageError(
+                f"--kernels {self.kernels} runs only as firmware on an emulated board: add --board mps2-an386 or "
+                "mps2-an500 (TFLM's Python interpreter has its reference kernels only)"
+            )
+        self.tflm_dir = tflm_dir
 
     @property
     def where(self) -> str:
-        return f"micro {self.board}" if self.board else "micro"
+        if not self.board:
+            return "micro"
+        return f"micro {self.board} ({self.kernels} kernels)" if self.emulated else f"micro {self.board}"
 
     def check(self, model: Path) -> list[Finding]:
         return self.inspect(model)[0]
@@ -261,19 +299,60 @@ class MicroTarget(Target):
         missing = missing_ops(op.name for op in flat.operators)
         arena, reason = _measure(model)
         findings += _load_findings(missing, arena, reason, explained=explained)
-        budget_findings, budget = _budget_findings(self.budget, flat.size_bytes, arena)
+        measured = None
+        if arena is not None and not explained and not missing:
+            firmware_findings, measured = self._measure_firmware(model)
+            findings += firmware_findings
+        budget_findings, budget = _budget_findings(self.budget, flat.size_bytes, arena, measured)
         findings += budget_findings
         details = {
             "flash_bytes": flat.size_bytes,
             "arena": arena.to_dict() if arena is not None else None,
+            "firmware": measured.to_dict() if measured is not None else None,
             "budget": budget,
             "fits": arena is not None and not any(f.severity == "error" for f in findings),
             "missing_ops": missing,
         }
         return findings, details
 
-    def open(self, model: Path) -> MicroRunner | AgentRunner:
-        """A runner over a child process running TFLM (in this process only for :meth:`in_process`'s copy)."""
+    def _measure_firmware(self, model: Path) -> tuple[list[Finding], MeasuredFirmware | None]:
+        """The linked firmware's flash and RAM for the board (and what a run used, on an emulated one), or why not."""
+        from edgecnn.targets.micro.firmware.runner import measure_firmware
+
+        profile = self.budget.profile if self.budget is not None else None
+        if profile is None:
+            return [], None
+        if profile.cpu is None:
+            return [Finding("info", "firmware", f"not measured: edgecnn builds no firmware for {profile.title}")], None
+        try:
+            measured = measure_firmware(model, board=profile.name, kernels=self.kernels, tflm=self.tflm_dir)
+        except TargetUnavailableError as exc:
+            return [Finding("info", "firmware", f"not measured, the budget uses estimates: {exc}")], None
+        except ModelFormatError as exc:
+            return [Finding("error", "firmware", str(exc))], None
+        sizes = measured.sizes
+        text = (
+            f"linked for {profile.cpu} with {self.kernels} kernels: flash {measured.flash:,} bytes "
+            f"(text {sizes.text:,} + data {sizes.data:,}; the model alone {model.stat().st_size:,}), "
+            f"RAM {measured.ram:,} bytes (data {sizes.data:,} + bss {sizes.bss:,} with the {sizes.arena:,}-byte arena "
+            f"+ stack {sizes.stack:,}"
+        )
+        if measured.ran:
+            text += (
+                f" + heap {measured.heap_used:,}); a run on qemu used {measured.arena_used:,} bytes of the arena and "
+                f"{measured.stack_used:,} of the stack"
+            )
+        else:
+            text += "; newlib's heap not counted: no emulator runs this board)"
+        return [Finding("info", "firmware", text)], measured
+
+    def open(self, model: Path) -> MicroRunner | AgentRunner | FirmwareRunner:
+        """The firmware on an emulated board; else a runner over a child process running TFLM (in this process
+        only for :meth:`in_process`'s copy)."""
+        if self.emulated:
+            from edgecnn.targets.micro.firmware.runner import FirmwareRunner
+
+            return FirmwareRunner(model, board=str(self.board), kernels=self.kernels, tflm=self.tflm_dir)
         if self.isolated:
             return child_runner(self, model)
         return MicroRunner(model)
@@ -281,6 +360,18 @@ class MicroTarget(Target):
     def open_timed(self, model: Path) -> MicroRunner:
         """TFLM in this process, for any ``.tflite``: what ``bench`` times in its child process."""
         return MicroRunner(model, require_sidecar=False)
+
+    def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
+        """On an emulated board, instructions per inference with reference and CMSIS-NN kernels
+        (:func:`~edgecnn.targets.micro.firmware.runner.bench_firmware`); elsewhere TFLM's interpreter timed on this
+        CPU in a child process."""
+        if not self.emulated:
+            return super().bench(model, plan, on_progress=on_progress)
+        from edgecnn.targets.micro.firmware.runner import bench_firmware
+
+        return bench_firmware(
+            model, plan, board=str(self.board), tflm=self.tflm_dir, target=self.where, on_progress=on_progress
+        )
 
 
 def _budget(board: str | None, ram: int | str | None, flash: int | str | None) -> Budget | None:
@@ -400,23 +491,42 @@ def _load_findings(
 
 
 def _budget_findings(
-    budget: Budget | None, flash_needed: int, arena: ArenaMeasurement | None
+    budget: Budget | None,
+    flash_needed: int,
+    arena: ArenaMeasurement | None,
+    measured: MeasuredFirmware | None = None,
 ) -> tuple[list[Finding], dict[str, Any] | None]:
+    """The verdicts on flash and RAM: the linked firmware's measured figures when there are some, else the model's
+    bytes and the arena (estimates that leave the firmware's own code, stack and heap out)."""
     if budget is None:
         return [], None
     findings = []
+    estimate = {"flash_needed_bytes": flash_needed, "ram_needed_bytes": arena.arena_bytes if arena else None}
     details: dict[str, Any] = {
         "board": budget.profile.name if budget.profile else None,
         "title": budget.profile.title if budget.profile else None,
         "source": budget.profile.source if budget.profile else None,
         "ram_bytes": budget.ram_bytes,
         "flash_bytes": budget.flash_bytes,
-        "ram_needed_bytes": arena.arena_bytes if arena is not None else None,
-        "flash_needed_bytes": flash_needed,
+        **estimate,
+        "estimate": estimate,
+        "judged_on": "estimate",
         "headroom": HEADROOM_NOTE,
     }
-    checks = [("flash", flash_needed, budget.flash_bytes, "the model", budget.flash_from)]
-    if arena is not None:
+    if measured is not None:
+        details.update(
+            flash_needed_bytes=measured.flash,
+            ram_needed_bytes=measured.ram,
+            judged_on="measured firmware",
+            headroom=MEASURED_NOTE,
+        )
+        checks = [
+            ("flash", measured.flash, budget.flash_bytes, "the linked firmware (text + data)", budget.flash_from),
+            ("ram", measured.ram, budget.ram_bytes, "the linked firmware (data + bss, stack, heap)", budget.ram_from),
+        ]
+    else:
+        checks = [("flash", flash_needed, budget.flash_bytes, "the model", budget.flash_from)]
+    if measured is None and arena is not None:
         checks.append(
             ("ram", arena.arena_bytes, budget.ram_bytes, "the tensor arena (measured + margin)", budget.ram_from)
         )
@@ -450,5 +560,6 @@ def _budget_finding(kind: str, needed: int, have: int, what: str, source: str) -
         "info",
         kind,
         f"{what} takes {needed:,} of {have:,} bytes of {memory}, {_percent(needed, have)}%: headroom {left:,} bytes "
-        f"({_percent(left, have)}%), raw (the firmware's own use is not subtracted)",
+        f"({_percent(left, have)}%)"
+        + ("" if what.startswith("the linked firmware") else ", raw (the firmware's own use is not subtracted)"),
     )

@@ -13,7 +13,7 @@ from edgecnn.runtime.runtimes import RUNTIME_ENV, RUNTIMES, installed_runtimes
 from edgecnn.targets import Availability
 
 SUMMARY = "Raspberry Pi: local runtime with Pi defaults, or a Pi over SSH (--host user@address)"
-OPTIONS = ("host", "ssh_options", "remote_edgecnn")
+OPTIONS = ("host", "ssh_options", "remote_edgecnn", "kernels")
 TARGET = "edgecnn.targets.rpi.target:RpiTarget"
 
 PI_THREADS = 4

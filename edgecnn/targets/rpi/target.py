@@ -14,12 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import UsageError
+from edgecnn import __version__
+from edgecnn.errors import TargetUnavailableError, UsageError
 from edgecnn.runtime.bench import BenchPlan, BenchResult
 from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.interpreter import TFLiteRunner
 from edgecnn.runtime.progress import ProgressFn
-from edgecnn.runtime.runtimes import check_threads, installed_runtimes
+from edgecnn.runtime.runtimes import check_kernels, check_threads, installed_runtimes
 from edgecnn.targets.base import Finding, Target
 from edgecnn.targets.cpu import runtime_findings
 from edgecnn.targets.facts import model_facts
@@ -36,9 +37,11 @@ class RpiTarget(Target):
         host: the Pi to reach over SSH, ``user@address[:port]``; None runs here with the Pi's defaults.
         ssh_options: extra OpenSSH ``-o KEY=VALUE`` options.
         remote_edgecnn: the command that starts edgecnn on the Pi (default ``edgecnn``).
+        kernels: ``default`` (XNNPACK) or ``reference`` (TFLite's reference kernels), on the Pi; None is
+            ``default`` (:data:`~edgecnn.runtime.runtimes.KERNELS`).
 
     Raises:
-        UsageError: a malformed host, option or command, or SSH options without a host.
+        UsageError: a malformed host, option or command, SSH options without a host, or an unknown kernel set.
     """
 
     name = "rpi"
@@ -50,8 +53,10 @@ class RpiTarget(Target):
         host: str | None = None,
         ssh_options: Sequence[str] = (),
         remote_edgecnn: str | None = None,
+        kernels: str | None = None,
     ) -> None:
         self.threads = check_threads(threads) or PI_THREADS
+        self.kernels = check_kernels(kernels, target=self.name)
         if host is None and (ssh_options or remote_edgecnn):
             raise UsageError("--ssh-option and --remote-edgecnn need --host user@address")
         self.remote = (
@@ -64,12 +69,12 @@ class RpiTarget(Target):
 
     def check(self, model: Path) -> list[Finding]:
         if self.remote is not None:
-            session, _ = _start(self.remote, model, self.threads, load=False)
+            session, _ = _start(self.remote, model, self.threads, kernels=self.kernels, load=False)
             with closing(session):
                 reply, _ = session.request({"op": "check", "threads": self.threads})
             return [Finding(f["severity"], f["code"], f["message"]) for f in reply["findings"]]
         runtime = pi_runtime() if installed_runtimes() else None
-        findings = runtime_findings(model, runtime=runtime, threads=self.threads)
+        findings = runtime_findings(model, runtime=runtime, threads=self.threads, kernels=self.kernels)
         quantization = model_facts(model).quantization
         if quantization in ("none", "float16"):
             findings.append(
@@ -85,32 +90,57 @@ class RpiTarget(Target):
 
     def open(self, model: Path) -> TFLiteRunner | AgentRunner:
         if self.remote is not None:
-            return remote_runner(self.remote, model, threads=self.threads)
-        return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime())
+            return remote_runner(self.remote, model, threads=self.threads, kernels=self.kernels)
+        return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime(), kernels=self.kernels)
 
     def open_timed(self, model: Path) -> TFLiteRunner:
         """On the Pi (here, or in its agent for ``--host``): any ``.tflite``, sidecar or not."""
-        return TFLiteRunner(model, num_threads=self.threads, runtime=pi_runtime(), require_sidecar=False)
+        return TFLiteRunner(
+            model, num_threads=self.threads, runtime=pi_runtime(), kernels=self.kernels, require_sidecar=False
+        )
 
     def bench(self, model: Path, plan: BenchPlan, *, on_progress: ProgressFn | None = None) -> BenchResult:
         if self.remote is None:
             return super().bench(model, plan, on_progress=on_progress)
         # Not opened at load: the agent's bench loads and times its own interpreter (any .tflite, sidecar or not).
-        session, _ = _start(self.remote, model, self.threads, load=False)
+        session, _ = _start(self.remote, model, self.threads, kernels=self.kernels, load=False)
         with closing(session):
             result = bench_in(session, plan, on_progress=on_progress)
         # The device timed it; name the model as the user knows it, and where it ran.
         return replace(result, target=self.where, model=str(model))
 
 
-def _start(remote: SshHost, model: Path, threads: int, *, load: bool = True) -> tuple[AgentSession, dict[str, Any]]:
-    """An agent session that has been sent the bundle (and has loaded it, unless ``load`` is False), and its reply."""
+def _start(
+    remote: SshHost, model: Path, threads: int, *, kernels: str = "default", load: bool = True
+) -> tuple[AgentSession, dict[str, Any]]:
+    """An agent session that has been sent the bundle for ``threads`` and ``kernels`` (and has loaded it, unless
+    ``load`` is False), and its reply.
+
+    The kernel set travels as the load's ``kernels`` option, as a child process's target options do, and only when
+    it is not the default: an agent from before ``--kernels`` runs the default kernels as it always did, and one
+    that does not list ``kernels`` in its hello is refused here for any other set.
+
+    Raises:
+        TargetUnavailableError: the Pi's edgecnn is too old for ``kernels``.
+    """
     session = AgentSession(remote)
-    return session, send_bundle(session, model, target="rpi", threads=threads, load=load)
+    if kernels != "default" and kernels not in _listed(session.hello.get("kernels")):
+        session.close()
+        raise TargetUnavailableError(
+            f"edgecnn {session.hello.get('version', '?')} on {remote.destination} cannot run --kernels {kernels}: "
+            f"it is older than the option; install the same version on both (pip install edgecnn=={__version__})"
+        )
+    options = {} if kernels == "default" else {"kernels": kernels}
+    return session, send_bundle(session, model, target="rpi", threads=threads, options=options, load=load)
 
 
-def remote_runner(remote: SshHost, model: Path, *, threads: int) -> AgentRunner:
-    """A runner whose model runs on a Pi: images go over SSH as float32 arrays, scores come back."""
+def _listed(value: object) -> list[str]:
+    """The names in a list of an agent's hello (none, from an agent that does not send that list)."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def remote_runner(remote: SshHost, model: Path, *, threads: int, kernels: str = "default") -> AgentRunner:
+    """A runner whose model runs on a Pi with ``kernels``: images go over SSH as float32 arrays, scores come back."""
     info = read_tflite_info(model)
-    session, loaded = _start(remote, model, threads)
+    session, loaded = _start(remote, model, threads, kernels=kernels)
     return AgentRunner(session, model, runtime=f"{loaded.get('runtime', '?')} on {remote.destination}", info=info)
