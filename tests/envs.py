@@ -43,9 +43,13 @@ def in_ci() -> bool:
 
 def missing(what: str) -> NoReturn:
     """Skip (or under CI, fail) because ``what`` is not available."""
-    message = f"{what}: build it with `{SETUP}` (as root)"
+    skip_or_fail(f"{what}: build it with `{SETUP}` (as root)")
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip with ``message``; under CI, where everything a test needs must be there, fail with it."""
     if in_ci():
-        pytest.fail(f"{message}; CI is set, so a missing test environment fails instead of skipping", pytrace=False)
+        pytest.fail(f"{message}; CI is set, so this fails instead of skipping", pytrace=False)
     pytest.skip(message)
 
 

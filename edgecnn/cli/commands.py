@@ -511,7 +511,7 @@ def export_micro(model: str, out: str, name: str | None, board: str | None, firm
     \b
     Example:
       edgecnn export micro model_int8.tflite --out firmware/model --name model --board nano33ble
-      edgecnn export micro model_int8.tflite --out fw --firmware && make -C fw TFLM_DIR=~/tflm
+      edgecnn export micro model_int8.tflite --out fw --firmware
     """
     if firmware:
         from edgecnn.targets.micro.firmware.project import export_project as write_export

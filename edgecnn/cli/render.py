@@ -215,7 +215,25 @@ def bench_result(result: Any) -> str:
         values = f"{span} ({t['source']})" if "low" in t else t["source"]
         name = str(t["name"]) if str(t["name"]).isprintable() else ascii(str(t["name"]))[1:-1]  # names from the file
         lines.append(f"input {name} {t['dtype']} {t['shape']}: {values}")
+    if result.instructions is not None:
+        lines += instruction_lines(result.instructions)
     return "\n".join(lines + skipped_lines(result.skipped))
+
+
+def instruction_lines(instructions: dict[str, Any]) -> list[str]:
+    """An emulated board's instructions per inference, by kernel set, and their ratio."""
+    lines = ["instructions per inference (qemu):"]
+    for kernels, counts in instructions["per_inference"].items():
+        firmware = counts["firmware"]
+        lines.append(
+            f"  {kernels:<10} p50 {counts['p50']:>13,}  min {counts['min']:>13,}  max {counts['max']:>13,}  "
+            f"(firmware: flash {firmware['flash_bytes']:,} bytes, RAM {firmware['ram_bytes']:,})"
+        )
+    ratio = instructions["reference_over_cmsis_nn"]
+    if ratio is not None:
+        lines.append(f"  reference / cmsis-nn: {ratio:.2f}x the instructions")
+    lines.append(f"note: {instructions['note']}")
+    return lines
 
 
 def _ms(value: float | None) -> str:

@@ -347,7 +347,7 @@ def test_export_micro_without_a_sidecar(gcc: str, foreign_int8: Path, tmp_path: 
     pytest.importorskip("tflite_micro")
     flat = read_flatbuffer(foreign_int8)
     code, result = _json("export", "micro", foreign_int8, "--out", tmp_path / "out", "--name", "model")
-    assert code == 0 and len(result["files"]) == 4 and result["arena"]["arena_bytes"] > 0
+    assert code == 0 and len(result["files"]) == 5 and result["arena"]["arena_bytes"] > 0
     assert len(result["notes"]) == 1 and "has no sidecar" in result["notes"][0]
     stderr = run_cli("export", "micro", foreign_int8, "--out", tmp_path / "out", "--name", "model").stderr
     assert "edgecnn: note: foreign_int8.tflite has no sidecar" in stderr
