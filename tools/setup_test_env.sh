@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare this machine for edgecnn's target tests: system packages, then the cached test environments
+# Prepare this machine for edgecnn's target tests: system packages (among them the Arm GNU toolchain, newlib and
+# qemu-system-arm for firmware), then the cached test environments
 # (the emulated Raspberry Pi root and wheels, the x86 tflite-runtime, runtime-only and MediaPipe venvs, and
 # tflite-support's wheel).
 #
@@ -20,6 +21,13 @@ wanted=(
     "chromium-headless-shell:/usr/bin/chromium-headless-shell"
     "adb:/usr/bin/adb"
     "gcc:/usr/bin/gcc"
+    # Firmware for the micro target: the host build, and Cortex-M builds run on qemu's mps2 boards.
+    "g++:/usr/bin/g++"
+    "make:/usr/bin/make"
+    "gcc-arm-none-eabi:/usr/bin/arm-none-eabi-g++"
+    "libnewlib-arm-none-eabi:/usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/librdimon.a"
+    "libstdc++-arm-none-eabi-newlib:/usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/libstdc++.a"
+    "qemu-system-arm:/usr/bin/qemu-system-arm"
 )
 # Debian splits venv/ensurepip out of python3; the runtime venvs need it.
 if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then
