@@ -31,6 +31,8 @@ from edgecnn.targets.micro.firmware.elf import firmware_sizes
 from edgecnn.targets.micro.firmware.qemu import run_harness
 from edgecnn.targets.micro.firmware.runner import FirmwareRunner
 
+pytestmark = pytest.mark.slow  # builds TFLM (a minute per core and kernel set the first time) and runs qemu
+
 ROOT = Path(__file__).resolve().parents[3]
 SHARED_TFLM = ROOT.parent / "shared" / "third_party" / "tflm"
 
@@ -242,16 +244,11 @@ def test_exported_project_builds_main_and_harness_for_any_name(
     got = run_harness(out / "build/host-reference/harness", examples, board="host", model_name="m")
     expected = tflm_python(models["int8"], examples)
     np.testing.assert_array_equal(np.stack([np.frombuffer(o, dtype=np.int8) for o in got.outputs]), expected)
-    # The same project for the emulated Cortex-M4F: the example firmware prints its label and exits 0 under qemu.
-    board = ["make", "-C", str(out), "-j2", f"TFLM_DIR={tflm}", "BOARD=mps2-an386", f"LIB_DIR={tmp_path / 'm4'}"]
-    subprocess.run(board, check=True, capture_output=True)
+    # The example firmware for the emulated Cortex-M4F (built by the same Makefile, over the cached TFLM library):
+    # it prints its label and exits 0 under qemu.
+    elf = build_firmware(models["int8"], board="mps2-an386", program="main").elf
     qemu = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"]
-    qemu += [
-        "-semihosting-config",
-        "enable=on,target=native",
-        "-kernel",
-        str(out / "build/mps2-an386-reference/main.elf"),
-    ]
+    qemu += ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     ran = subprocess.run(qemu, capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert any(f"{label} " in ran.stdout + ran.stderr for label in labels)
@@ -291,3 +288,29 @@ def test_a_toolchain_missing_from_path_is_an_environment_error(
     done = subprocess.run([*command, models["int8"], tmp_path], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 3, done.stderr
     assert "apt-get install gcc-arm-none-eabi" in done.stderr and "Traceback" not in done.stderr
+
+
+def _bare_metal(tmp_path: Path, body: str) -> Path:
+    """A tiny Cortex-M4F program on edgecnn's mps2 start-up and linker script."""
+    from edgecnn.targets.micro.firmware import TEMPLATE
+
+    source = tmp_path / "probe.c"
+    source.write_text(f"int main(void) {{ {body} }}\n")
+    elf = tmp_path / "probe.elf"
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O1", "--specs=rdimon.specs"]
+    command = ["arm-none-eabi-gcc", *flags, "-T", str(TEMPLATE / "boards/mps2.ld"), str(source)]
+    subprocess.run([*command, str(TEMPLATE / "boards/mps2_startup.c"), "-o", str(elf)], check=True)
+    return elf
+
+
+def test_a_crashing_or_hanging_firmware_is_one_error_not_a_hang(arm: None, tmp_path: Path) -> None:
+    """What a malformed model does to the firmware: a hard fault (the start-up's handler exits with 70) and an endless
+    loop are each a ModelFormatError (exit 2) naming the model."""
+    from edgecnn.errors import ModelFormatError
+
+    fault = _bare_metal(tmp_path, "return *(volatile int *)0xFFFFFFF0;")  # no memory there: a bus fault
+    with pytest.raises(ModelFormatError, match=r"crashed \(a hard fault\) on m.tflite: the model is malformed"):
+        run_harness(fault, [b"x"], board="mps2-an386", model_name="m.tflite")
+    hang = _bare_metal(tmp_path, "for (;;) {} return 0;")
+    with pytest.raises(ModelFormatError, match=r"did not finish m\.tflite within 3 s"):
+        run_harness(hang, [b"x"], board="mps2-an386", model_name="m.tflite", timeout=3)
