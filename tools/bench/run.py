@@ -6,6 +6,7 @@ Usage (from the project root, with ``pip install -e ".[train,micro,bench]"`` and
     python tools/bench/run.py                                   # everything, about 55 minutes on 2 cores
     python tools/bench/run.py --keras cifar.keras --train-json train.json    # reuse a trained model
     python tools/bench/run.py --only host --only startup --keras cifar.keras
+    python tools/bench/run.py --only parity --demo-dir edgecnn-demo   # kernel parity on `edgecnn demo`'s model
     python tools/bench/run.py --quick                           # minutes; figures are placeholders
 
 Sections, in order (``--only`` picks some; the others keep their figures in ``--out``):
@@ -16,7 +17,10 @@ Sections, in order (``--only`` picks some; the others keep their figures in ``--
   batch 1 and 64, and the roofline against a float32 matrix product;
 - ``validate`` (``validate.py``): ``edgecnn validate`` end to end against a plain loop (``plain_loop.py``), its split
   of time and its peak memory;
-- ``startup`` (``startup.py``): ``edgecnn --help`` and ``edgecnn run`` on one image against ``import click``.
+- ``startup`` (``startup.py``): ``edgecnn --help`` and ``edgecnn run`` on one image against ``import click``;
+- ``parity`` (``parity.py``): the demo's int8 digits model on x86 (XNNPACK, reference kernels), the emulated
+  Raspberry Pi 4 (ai-edge-litert, tflite-runtime), TFLM on the host and Cortex-M4F firmware under qemu (reference,
+  CMSIS-NN) on the same images: top-1 agreement and the largest output-step difference of every pair.
 
 Every figure is a median of repeated runs after an untimed warm-up, and every comparison is measured in the same
 run as what it is compared with (ratios are taken within each repeat). Results go to ``benchmarks/results.json``
@@ -38,6 +42,7 @@ from typing import Any
 
 import cifar10
 import host
+import parity
 import startup
 import validate
 from common import (
@@ -54,7 +59,7 @@ from common import (
     write_text_atomically,
 )
 
-SECTIONS = {"cifar10": cifar10, "host": host, "validate": validate, "startup": startup}
+SECTIONS = {"cifar10": cifar10, "host": host, "validate": validate, "startup": startup, "parity": parity}
 QUICK_OUT = Path(tempfile.gettempdir()) / "edgecnn-bench-quick" / "results.json"
 QUICK_TEST_PER_CLASS = 20
 
@@ -81,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and scale per image [the whole test split]")  # fmt: skip
     parser.add_argument("--startup-runs", type=int, default=7, help="startup: timed rounds after the warm-up [7]")
     parser.add_argument("--startup-venv", type=Path, help="startup: a venv with edgecnn [the runtime-only test venv]")
+    parser.add_argument("--demo-dir", type=Path, help="parity: an `edgecnn demo --out` folder [a fresh demo run]")
+    parser.add_argument("--parity-images-per-class", type=int, help="parity: first N test digits of each class "
+                        "[40: the whole test split; --quick: 1]")  # fmt: skip
+    parser.add_argument("--tflm-dir", type=Path, help="parity: TFLM's sources for the firmware [$EDGECNN_TFLM_DIR, "
+                        "else ../shared/third_party/tflm]")  # fmt: skip
     parser.add_argument("--benchmarks-md", type=Path, help="the Markdown file whose tables are rewritten "
                         "[BENCHMARKS.md; --quick: none unless given]")  # fmt: skip
     parser.add_argument("--no-write-benchmarks", action="store_true", help="do not edit the Markdown file")
@@ -89,8 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--train-json goes with --keras")
     if args.int8 is not None and args.keras is None:
         parser.error("--int8 goes with --keras (the float model it was converted from)")
-    if min(args.repeats, args.validate_runs, args.startup_runs, *args.threads) < 1:
-        parser.error("--repeats, --validate-runs, --startup-runs and --threads must be at least 1")
+    per_class = 1 if args.parity_images_per_class is None else args.parity_images_per_class
+    if min(args.repeats, args.validate_runs, args.startup_runs, *args.threads, per_class) < 1:
+        parser.error(
+            "--repeats, --validate-runs, --startup-runs, --threads and --parity-images-per-class must be at least 1"
+        )
     if args.quick and args.test_per_class is None:
         args.test_per_class = QUICK_TEST_PER_CLASS
     if args.out is None:
