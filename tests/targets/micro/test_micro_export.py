@@ -372,3 +372,28 @@ def test_operations_tflm_lacks_are_refused(custom_op_model: Path, tmp_path: Path
         export_micro(custom_op_model, tmp_path / "out")
     assert "lacks (Erfinv)" in _one_line(exc)
     assert not (tmp_path / "out").exists()
+
+
+def test_firmware_project_keeps_an_edited_main_and_a_foreign_makefile(models: dict[str, Path], tmp_path: Path) -> None:
+    """--firmware writes the project; exporting a retrained model again keeps the user's main.cc, and a Makefile
+    edgecnn did not write stops the export before anything is written."""
+    out = tmp_path / "fw"
+    first = run_cli("export", "micro", models["int8"], "--out", out, "--firmware", "--json")
+    assert first.exit_code == 0, first.output
+    written = {Path(f).relative_to(out).as_posix() for f in json.loads(first.stdout)["files"]}
+    assert {"Makefile", "main.cc", "edgecnn_model.h", "edgecnn_firmware/firmware.mk"} <= written
+    assert "edgecnn_firmware/boards/mps2_startup.c" in written and "edgecnn_firmware/harness.cc" in written
+    makefile = (out / "Makefile").read_text()
+    assert "MODEL := int8\n" in makefile and "OPS := " in makefile
+    assert "include edgecnn_firmware/firmware.mk" in makefile
+    (out / "main.cc").write_text("// my camera firmware\n")
+    again = run_cli("export", "micro", models["int8"], "--out", out, "--firmware")
+    assert again.exit_code == 0, again.output
+    assert (out / "main.cc").read_text() == "// my camera firmware\n"
+    assert "main.cc exists and was kept" in again.stderr
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "Makefile").write_text("all:\n\techo mine\n")
+    refused = run_cli("export", "micro", models["int8"], "--out", theirs, "--firmware")
+    assert refused.exit_code == 2 and "exists and edgecnn did not write it" in refused.stderr
+    assert sorted(p.name for p in theirs.iterdir()) == ["Makefile"]

@@ -162,8 +162,8 @@ def bench_firmware(
         seconds += run.seconds
         sizes = firmware_sizes(runner.firmware.elf).to_dict()
         counts[kernels] = {**instruction_stats(run.instructions), "firmware": sizes}
-        if on_progress is not None:
-            on_progress(plan.runs)
+    if on_progress is not None:
+        on_progress(plan.runs)
     reference, cmsis = (counts[k]["p50"] for k in KERNELS)
     instructions = {
         "per_inference": counts,
