@@ -54,6 +54,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"tests using CIFAR-10 fixtures without @pytest.mark.cifar10: {', '.join(unmarked)}")
 
 
+@pytest.fixture(autouse=True)
+def _no_tflm_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firmware is built only where a test asks for it (tests/targets/micro/test_firmware.py sets the variable back):
+    a developer's ``$EDGECNN_TFLM_DIR`` would otherwise make every ``check --target micro --board`` link firmware."""
+    monkeypatch.delenv("EDGECNN_TFLM_DIR", raising=False)
+
+
 # --- the photo-like dataset every test uses ---------------------------------------------------------------------
 
 

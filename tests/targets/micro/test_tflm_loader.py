@@ -123,7 +123,7 @@ def test_check_and_export_micro_take_it(odd_model: Path, tmp_path: Path) -> None
     assert report["details"]["arena"]["used_bytes"] > 0
     exported = run_cli("export", "micro", odd_model, "--out", tmp_path / "fw", "--name", "odd", "--board", "pico")
     assert exported.exit_code == 0, exported.stderr
-    assert len(list((tmp_path / "fw").iterdir())) == 4
+    assert len(list((tmp_path / "fw").iterdir())) == 5
     assert "constexpr int koddTensorArenaSize = " in (tmp_path / "fw" / "odd_model_settings.h").read_text()
     bench = run_cli("bench", "--target", "micro", odd_model, "--runs", "2", "--json")
     assert bench.exit_code == 0 and json.loads(bench.stdout)["inputs"] == "random"
