@@ -205,9 +205,7 @@ def export_micro(
 
 def _notes(model_path: Path, facts: ModelFacts) -> list[str]:
     """What an export of a model without a sidecar leaves out, and the dynamic shapes it writes as TFLM runs them."""
-    if facts.info is not None:
-        return []
-    notes = [no_sidecar_note(model_path)]
+    notes = [no_sidecar_note(model_path)] if facts.info is None else []
     for role, tensors in (("input", facts.flat.inputs), ("output", facts.flat.outputs)):
         notes += [
             f"{role} {_comment_text(t.name)} has the dynamic shape {list(t.signature)}: TensorFlow Lite Micro runs it "
@@ -265,13 +263,9 @@ def _check_runs_on_micro(model_path: Path, facts: ModelFacts, ops: list[str]) ->
         raise ModelFormatError(
             f"{model_path.name} is a dynamic-range (hybrid) model, which TensorFlow Lite Micro cannot run: {_INT8_FIX}"
         )
-    # A bundle is converted with batch 1; TFLM runs a model from elsewhere with 1 for each dynamic dimension, which
-    # the settings header writes (a note says so), and measure_arena refuses it if TFLM cannot.
-    if facts.info is not None and any(t.dynamic for t in (*flat.inputs, *flat.outputs)):
-        raise ModelFormatError(
-            f"{model_path.name} has a dynamic input or output shape, which TensorFlow Lite Micro cannot run: "
-            "convert it again with edgecnn convert (it writes a batch-1 model)"
-        )
+    # edgecnn convert writes batch 1; TFLM runs a model from elsewhere (described by a sidecar of options, or by none)
+    # with 1 for each dynamic dimension, which the settings header writes (a note says so), and measure_arena
+    # refuses it if TFLM cannot.
     if facts.info is not None:
         _check_io(model_path, facts.info, flat)
     else:

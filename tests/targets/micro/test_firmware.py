@@ -314,3 +314,32 @@ def test_a_crashing_or_hanging_firmware_is_one_error_not_a_hang(arm: None, tmp_p
     hang = _bare_metal(tmp_path, "for (;;) {} return 0;")
     with pytest.raises(ModelFormatError, match=r"did not finish m\.tflite within 3 s"):
         run_harness(hang, [b"x"], board="mps2-an386", model_name="m.tflite", timeout=3)
+
+
+def test_a_keras_model_from_elsewhere_runs_as_firmware(arm: None, photos_test: Path, tmp_path: Path) -> None:
+    """Plain Keras converted by TensorFlow's own converter (a dynamic batch, no sidecar), described by options: the
+    firmware gives the scores TFLM's Python interpreter gives, and bench counts its instructions."""
+    import keras
+    import tensorflow as tf
+
+    conv = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="c")
+    model = keras.Sequential([keras.Input((32, 32, 3)), conv, keras.layers.Flatten(name="f"), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(20))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path / "theirs.tflite"
+    path.write_bytes(converter.convert())
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    folder = next(photos_test.iterdir())
+    hints = ["--labels", labels, "--input-range", "0,1", "--top-k", "3", "--json"]
+    on_board = run_cli("run", "--target", "micro", "--board", "mps2-an386", path, folder, *hints)
+    in_python = run_cli("run", "--target", "micro", path, folder, *hints)
+    assert on_board.exit_code == 0 and in_python.exit_code == 0, on_board.output + in_python.output
+    assert json.loads(on_board.stdout)["predictions"] == json.loads(in_python.stdout)["predictions"]
+    bench = run_cli("bench", "--target", "micro", "--board", "mps2-an386", path, "--runs", "2", "--json")
+    assert bench.exit_code == 0, bench.output
+    assert json.loads(bench.stdout)["instructions"]["per_inference"]["reference"]["p50"] > 0
