@@ -42,6 +42,7 @@ from edgecnn.targets.facts import (
 )
 from edgecnn.targets.micro.arena import ArenaMeasurement, import_tflite_micro, load_here
 from edgecnn.targets.micro.boards import DeviceProfile, get_profile, parse_budget_size
+from edgecnn.targets.micro.one_image import OneImageRunner
 from edgecnn.targets.micro.ops import missing_ops
 from edgecnn.targets.session import AgentRunner, child_runner
 
@@ -99,7 +100,7 @@ def refuse_for_micro(model: Path, flat: FlatModel, info: ModelInfo | None) -> No
         )
 
 
-class MicroRunner:
+class MicroRunner(OneImageRunner):
     """A model in the TFLM interpreter with the arena a firmware would give it: float images in, scores out.
 
     Images run one at a time, quantized and dequantized with the sidecar's parameters, as the firmware's
@@ -142,19 +143,6 @@ class MicroRunner:
                 f"{info.input.dtype} {list(info.input_shape)} and {len(info.labels)} labels: the "
                 "sidecar belongs to another model; re-run edgecnn convert"
             )
-
-    def _sidecar(self) -> ModelInfo:
-        """The sidecar's metadata, which images need (the missing-sidecar error for a model without one)."""
-        return self.info if self.info is not None else read_tflite_info(self.path)
-
-    def resize(self, batch: int) -> None:
-        """TFLM runs one image at a time, as the firmware does.
-
-        Raises:
-            UsageError: a batch other than 1.
-        """
-        if batch != 1:
-            raise UsageError(f"TensorFlow Lite Micro runs one image at a time: use --batch 1, not {batch}")
 
     def set_input(self, images: np.ndarray) -> None:
         """Quantize one preprocessed image ``(1, H, W, C)`` into the input tensor."""

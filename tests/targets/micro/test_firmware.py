@@ -23,6 +23,8 @@ import pytest
 from envs import skip_or_fail
 from helpers import run_cli
 
+from edgecnn.model.flatbuffer import read_flatbuffer
+from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bundle import read_tflite_info
 from edgecnn.runtime.data import load_images, scan_images
 from edgecnn.runtime.quant import quantize
@@ -343,3 +345,34 @@ def test_a_keras_model_from_elsewhere_runs_as_firmware(arm: None, photos_test: P
     bench = run_cli("bench", "--target", "micro", "--board", "mps2-an386", path, "--runs", "2", "--json")
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)["instructions"]["per_inference"]["reference"]["p50"] > 0
+
+
+def test_one_project_rebuilt_for_models_with_other_operations_links_each(
+    arm: None, tflm: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A project folder re-exported for a model with an operation the first lacks (DEPTHWISE_CONV_2D), then for the
+    first again, over one TFLM object folder: each build links the kernels its own model needs."""
+    import keras
+    import tensorflow as tf
+
+    depthwise = keras.layers.DepthwiseConv2D(3, name="dw")
+    other = keras.Sequential(
+        [keras.Input((32, 32, 3)), depthwise, keras.layers.Flatten(name="f"), keras.layers.Dense(3)]
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(other)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(10))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    (tmp_path / "other.tflite").write_bytes(converter.convert())
+    out, lib = tmp_path / "fw", tmp_path / "lib"
+    make = ["make", "-C", str(out), "-j2", f"TFLM_DIR={tflm}", "BOARD=mps2-an386", "PROGRAM=harness", f"LIB_DIR={lib}"]
+    for model in (models["int8"], tmp_path / "other.tflite", models["int8"]):
+        exported = run_cli("export", "micro", model, "--out", out, "--name", "m", "--firmware")
+        assert exported.exit_code == 0, exported.output
+        built = subprocess.run(make, capture_output=True, text=True, check=False)
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+        zeros = bytes(int(np.prod(read_flatbuffer(verify_model(model)).inputs[0].shape)))
+        run = run_harness(out / "build/mps2-an386-reference/harness.elf", [zeros], board="mps2-an386", model_name="m")
+        assert len(run.outputs) == 1

@@ -125,7 +125,9 @@ PCH_FLAGS := -I$(LIB_DIR)/pch -include tflm_pch.h -Winvalid-pch
 obj = $(patsubst /%,$(1)/%.o,$(abspath $(2)))
 LIB_OBJS := $(call obj,$(LIB_DIR)/core,$(CORE_SRCS)) $(call obj,$(LIB_DIR)/kernels,$(KERNEL_SRCS)) \
   $(call obj,$(LIB_DIR)/third_party,$(THIRD_PARTY_SRCS))
-LIB := $(LIB_DIR)/libtflm.a
+# The archive the program links is this model's: the objects its OPS need, named by a digest of their list. LIB_DIR's
+# objects are shared by every model, but an archive there would keep the first model's kernels and miss the next's.
+LIB := $(OUT_DIR)/libtflm-$(firstword $(shell echo '$(LIB_OBJS)' | md5sum)).a
 
 ifeq ($(PROGRAM),main)
   PROGRAM_SRC := $(abspath main.cc)

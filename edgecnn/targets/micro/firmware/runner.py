@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import UsageError
 from edgecnn.model.flatbuffer import FlatModel, read_flatbuffer
 from edgecnn.model.verify import verify_model
 from edgecnn.runtime.bench import BenchPlan, BenchResult, time_model
@@ -32,6 +31,7 @@ from edgecnn.targets.micro.firmware import KERNELS
 from edgecnn.targets.micro.firmware.build import Firmware, build_firmware
 from edgecnn.targets.micro.firmware.elf import FirmwareSizes, firmware_sizes
 from edgecnn.targets.micro.firmware.qemu import HarnessRun, run_harness
+from edgecnn.targets.micro.one_image import OneImageRunner
 
 INSTRUCTIONS_NOTE = (
     "instructions counted by qemu (-icount shift=0, SysTick x 40: exact to 40 instructions, the same on every run); "
@@ -39,7 +39,7 @@ INSTRUCTIONS_NOTE = (
 )
 
 
-class FirmwareRunner:
+class FirmwareRunner(OneImageRunner):
     """The model's firmware on ``board``: preprocessed float images in, dequantized scores out.
 
     Args:
@@ -95,20 +95,8 @@ class FirmwareRunner:
         raw = np.stack([np.frombuffer(out, dtype=dtype) for out in run.outputs])
         return dequantize(raw, info.output).reshape(len(images), -1)
 
-    def _sidecar(self) -> ModelInfo:
-        return self.info if self.info is not None else read_tflite_info(self.path)
-
     # The benchmark protocol (edgecnn.runtime.bench.Timed): it picks and sets each run's input; the firmware
     # records them, and bench_firmware runs them all on the board afterwards.
-
-    def resize(self, batch: int) -> None:
-        """Firmware runs one image at a time.
-
-        Raises:
-            UsageError: a batch other than 1.
-        """
-        if batch != 1:
-            raise UsageError(f"TensorFlow Lite Micro runs one image at a time: use --batch 1, not {batch}")
 
     def set_input(self, images: np.ndarray) -> None:
         """Quantize one preprocessed image ``(1, H, W, C)`` as the next example."""
