@@ -127,7 +127,7 @@ LIB_OBJS := $(call obj,$(LIB_DIR)/core,$(CORE_SRCS)) $(call obj,$(LIB_DIR)/kerne
   $(call obj,$(LIB_DIR)/third_party,$(THIRD_PARTY_SRCS))
 # The archive the program links is this model's: the objects its OPS need, named by a digest of their list. LIB_DIR's
 # objects are shared by every model, but an archive there would keep the first model's kernels and miss the next's.
-LIB := $(OUT_DIR)/libtflm-$(firstword $(shell echo '$(LIB_OBJS)' | md5sum)).a
+LIB := $(OUT_DIR)/libtflm-$(firstword $(shell echo '$(LIB_OBJS)' | cksum)).a
 
 ifeq ($(PROGRAM),main)
   PROGRAM_SRC := $(abspath main.cc)
