@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -322,18 +323,10 @@ def test_a_keras_model_from_elsewhere_runs_as_firmware(arm: None, photos_test: P
     """Plain Keras converted by TensorFlow's own converter (a dynamic batch, no sidecar), described by options: the
     firmware gives the scores TFLM's Python interpreter gives, and bench counts its instructions."""
     import keras
-    import tensorflow as tf
 
-    conv = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="c")
-    model = keras.Sequential([keras.Input((32, 32, 3)), conv, keras.layers.Flatten(name="f"), keras.layers.Dense(3)])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(20))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    path = tmp_path / "theirs.tflite"
-    path.write_bytes(converter.convert())
+    path = converted_elsewhere(
+        keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="c"), tmp_path / "theirs.tflite"
+    )
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     folder = next(photos_test.iterdir())
@@ -353,19 +346,8 @@ def test_one_project_rebuilt_for_models_with_other_operations_links_each(
     """A project folder re-exported for a model with an operation the first lacks (DEPTHWISE_CONV_2D), then for the
     first again, over one TFLM object folder: each build links the kernels its own model needs."""
     import keras
-    import tensorflow as tf
 
-    depthwise = keras.layers.DepthwiseConv2D(3, name="dw")
-    other = keras.Sequential(
-        [keras.Input((32, 32, 3)), depthwise, keras.layers.Flatten(name="f"), keras.layers.Dense(3)]
-    )
-    converter = tf.lite.TFLiteConverter.from_keras_model(other)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(10))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    (tmp_path / "other.tflite").write_bytes(converter.convert())
+    converted_elsewhere(keras.layers.DepthwiseConv2D(3, name="dw"), tmp_path / "other.tflite")
     out, lib = tmp_path / "fw", tmp_path / "lib"
     make = ["make", "-C", str(out), "-j2", f"TFLM_DIR={tflm}", "BOARD=mps2-an386", "PROGRAM=harness", f"LIB_DIR={lib}"]
     for model in (models["int8"], tmp_path / "other.tflite", models["int8"]):
@@ -376,3 +358,20 @@ def test_one_project_rebuilt_for_models_with_other_operations_links_each(
         zeros = bytes(int(np.prod(read_flatbuffer(verify_model(model)).inputs[0].shape)))
         run = run_harness(out / "build/mps2-an386-reference/harness.elf", [zeros], board="mps2-an386", model_name="m")
         assert len(run.outputs) == 1
+
+
+def converted_elsewhere(layer: Any, path: Path) -> Path:
+    """Plain Keras (``layer`` on a 32x32x3 input, then a 3-way Dense) through TensorFlow's own full-int8 converter,
+    as an outside user makes a model: a dynamic batch, no sidecar."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), layer, keras.layers.Flatten(name="f"), keras.layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(20))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
